@@ -1,0 +1,19 @@
+# Two commands on a fresh machine: `make demo` (main job on a bundled real example) and `make test`.
+# Both create .venv/ and install the pinned stack first (tools/setup_env.sh; idempotent, fast when done).
+PY := .venv/bin/python
+
+.PHONY: env demo test test-slow bench
+env:
+	@bash tools/setup_env.sh
+
+demo: env
+	$(PY) tools/demo.py --out-dir outputs
+
+test: env
+	$(PY) -m pytest -q
+
+test-slow: env
+	$(PY) -m pytest -q -m slow
+
+bench: env
+	$(PY) benchmarks/backbone.py

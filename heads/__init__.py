@@ -1,0 +1,1 @@
+"""Task heads (installed as pe_dense.heads)."""

@@ -1,0 +1,1 @@
+"""pe_dense: dense prediction on PE-Spatial."""

@@ -1,0 +1,1 @@
+"""Checkpoint converters: PE formats and patch size (pe.py), released detectors (detectron2.py, deta.py)."""

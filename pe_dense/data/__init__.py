@@ -1,0 +1,1 @@
+"""Data helpers: image reading/preprocessing and the bundled demo data."""

@@ -1,0 +1,1 @@
+"""The PE vision tower: configs, blocks, RoPE, checkpoints."""
