@@ -46,7 +46,7 @@ def main(argv=None):
     import cv2
     shown = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
     weights = "random weights" if args.checkpoint is None else os.path.basename(args.checkpoint)
-    save_pca_figure(shown, feats, out, title=f"{args.model} ({weights}), block {args.layer}")
+    save_pca_figure(shown, feats, out, title=f"{args.model} ({weights}), block {args.layer % model.cfg.layers}")
     print(f"{args.model}: {tuple(x.shape[-2:])} -> features {tuple(feats.shape)} in {dt:.2f}s; wrote {out}")
     return 0
 

@@ -16,6 +16,7 @@ WHEELS="$CACHE/wheels"
 PY="$VENV/bin/python"
 STAMP="$VENV/.pe_dense_installed"
 REQ="$ROOT/requirements.txt"
+LOCK="$ROOT/requirements.lock"
 
 log() { printf '[setup_env] %s\n' "$*" >&2; }
 
@@ -32,7 +33,7 @@ fi
 [ -x "$PY" ] || { log "creating $VENV"; python3 -m venv "$VENV"; }
 
 # Fast path: everything already installed for this exact requirements file.
-if [ -f "$STAMP" ] && cmp -s "$STAMP" <(cat "$REQ" "$0"); then
+if [ -f "$STAMP" ] && cmp -s "$STAMP" <(cat "$REQ" "$LOCK" "$0"); then
   "$PY" -m pip install -q --no-deps --no-build-isolation -e "$ROOT" >/dev/null
   exit 0
 fi
@@ -41,7 +42,7 @@ pip() { "$PY" -m pip install -q --disable-pip-version-check "$@"; }
 ver() { sed -n "s/^$1==//p" "$REQ"; }
 
 log "torch/torchvision (local wheels)"
-pip "torch==$(ver torch)" "torchvision==$(ver torchvision)"
+pip -c "$LOCK" "torch==$(ver torch)" "torchvision==$(ver torchvision)"
 pip "setuptools==$(ver setuptools)" "wheel==$(ver wheel)" "ninja==$(ver ninja)"
 
 MMCV="mmcv==$(ver mmcv)"
@@ -65,9 +66,9 @@ WRAP
 fi
 
 log "the rest of the pinned stack"
-SAM2_BUILD_CUDA=0 pip --no-build-isolation -r "$REQ"
+SAM2_BUILD_CUDA=0 pip --no-build-isolation -r "$REQ" -c "$LOCK"
 pip --no-deps --no-build-isolation -e "$ROOT"
 "$PY" -c "import mmcv.ops, mmdet, mmseg, sam2, timm, torchcodec, pe_dense" \
   || { log "import check failed"; exit 1; }
-cat "$REQ" "$0" >"$STAMP"
+cat "$REQ" "$LOCK" "$0" >"$STAMP"
 log "done"
