@@ -66,6 +66,5 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> 
 
     ``sin_signed`` is :func:`signed_sin` of the sine table.
     """
-    xf = x.float()
-    swapped = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
-    return torch.addcmul(xf * cos, swapped, sin_signed).to(x.dtype)
+    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+    return torch.addcmul(x * cos, swapped, sin_signed).to(x.dtype)  # float32 tables promote the math
