@@ -30,15 +30,17 @@ class PEBackbone(PEVisionTransformer):
 
     def __init__(self, model_name: str = "PE-Spatial-B16-512", checkpoint: Optional[str] = None,
                  out_indices: Sequence[int] = (-1,), frozen: bool = False, window_size: int = 0,
-                 global_blocks: Sequence[int] = (), rope_mode: str = "official",
-                 pos_embed_resize: str = "bilinear", pos_grid: Optional[int] = None, drop_path_rate: float = 0.0,
+                 global_blocks: Sequence[int] = (), window_padding: str = "mask", rope_mode: str = "official",
+                 rope_ref_size: Optional[int] = None, norm_eps: float = 1e-5, pos_embed_resize: str = "bilinear",
+                 pos_grid: Optional[int] = None, drop_path_rate: float = 0.0,
                  grad_checkpointing: bool = False, pad_to_patch: bool = True, model_overrides: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         if init_cfg is not None:
             raise ValueError("PEBackbone loads weights through checkpoint=PATH, not init_cfg")
         cfg = get_config(model_name).replace(**(model_overrides or {}))
-        super().__init__(cfg, rope_mode=rope_mode, pos_embed_resize=pos_embed_resize, pos_grid=pos_grid,
-                         window_size=window_size, global_blocks=global_blocks, drop_path_rate=drop_path_rate,
+        super().__init__(cfg, rope_mode=rope_mode, rope_ref_size=rope_ref_size, pos_embed_resize=pos_embed_resize,
+                         pos_grid=pos_grid, window_size=window_size, global_blocks=global_blocks,
+                         window_padding=window_padding, norm_eps=norm_eps, drop_path_rate=drop_path_rate,
                          grad_checkpointing=grad_checkpointing, pad_to_patch=pad_to_patch)
         self.checkpoint = checkpoint
         self.out_indices = tuple(self._layer_index(i) for i in out_indices)

@@ -1,8 +1,12 @@
 """Transformer blocks of the PE vision tower, named as in the official checkpoints.
 
 Attention is one fused in-projection + ``scaled_dot_product_attention``. Windowed attention (ViTDet style)
-partitions the patch tokens into ``window x window`` windows after the projection and RoPE, pads the grid
-when it does not divide, and masks the padding out of the keys (ViTDet attends to zero padding; we do not).
+partitions the patch tokens into ``window x window`` windows after the projection and RoPE. A grid that the
+window does not divide is padded, in one of two ways (``window_padding``):
+- ``"mask"`` (default): the padding is masked out of the keys, so no token attends to anything that is not
+  in the image;
+- ``"zeros"``: ViTDet and the released PE detectors: the normalised tokens are zero-padded before attention
+  and real tokens attend to the padding (its q/k/v are the projection biases). Use it to reproduce them.
 Prefix (cls) tokens stay global: they attend to every real token, and every window also attends to them,
 so a window that covers the whole grid is exactly global attention.
 """
@@ -121,16 +125,33 @@ class PEAttention(nn.Module):
         return out
 
 
+def _pad_grid(x: torch.Tensor, grid: Tuple[int, int], padded: Tuple[int, int], p: int) -> torch.Tensor:
+    """Zero-pad the patch tokens of (B, p + h*w, C) to a (ph, pw) grid, bottom/right."""
+    b, _, c = x.shape
+    patches = x[:, p:].view(b, grid[0], grid[1], c)
+    patches = F.pad(patches, (0, 0, 0, padded[1] - grid[1], 0, padded[0] - grid[0]))
+    return torch.cat([x[:, :p], patches.reshape(b, -1, c)], dim=1)
+
+
+def _crop_grid(x: torch.Tensor, padded: Tuple[int, int], grid: Tuple[int, int], p: int) -> torch.Tensor:
+    b, _, c = x.shape
+    patches = x[:, p:].view(b, padded[0], padded[1], c)[:, : grid[0], : grid[1]]
+    return torch.cat([x[:, :p], patches.reshape(b, -1, c)], dim=1)
+
+
 class PEBlock(nn.Module):
     """Pre-norm residual block: x + ls_1(attn(ln_1(x))), then x + ls_2(mlp(ln_2(x)))."""
 
     def __init__(self, dim: int, num_heads: int, mlp_width: int, ls_init: Optional[float] = None,
-                 drop_path: float = 0.0, window: int = 0):
+                 drop_path: float = 0.0, window: int = 0, window_padding: str = "mask", norm_eps: float = 1e-5):
         super().__init__()
+        if window_padding not in ("mask", "zeros"):
+            raise ValueError(f"window_padding={window_padding!r}; choose 'mask' or 'zeros'")
         self.window = window
-        self.ln_1 = nn.LayerNorm(dim, eps=1e-5)
+        self.window_padding = window_padding
+        self.ln_1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = PEAttention(dim, num_heads)
-        self.ln_2 = nn.LayerNorm(dim, eps=1e-5)
+        self.ln_2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = nn.Sequential(OrderedDict([
             ("c_fc", nn.Linear(dim, mlp_width)),
             ("gelu", nn.GELU()),
@@ -140,8 +161,22 @@ class PEBlock(nn.Module):
         self.ls_2 = LayerScale(dim, ls_init) if ls_init is not None else nn.Identity()
         self.drop_path = DropPath(drop_path)
 
+    def attention_grid(self, grid: Tuple[int, int]) -> Tuple[int, int]:
+        """The grid attention runs on: zero-padded to a window multiple in ``"zeros"`` mode, else ``grid``."""
+        if self.window <= 0 or self.window_padding != "zeros":
+            return tuple(grid)
+        return (-(-grid[0] // self.window) * self.window, -(-grid[1] // self.window) * self.window)
+
     def forward(self, x, cos, sin, grid: Tuple[int, int], num_prefix: int):
-        x = x + self.drop_path(self.ls_1(self.attn(self.ln_1(x), (cos, sin), grid, self.window, num_prefix)))
+        """``cos``/``sin`` are the RoPE tables of ``attention_grid(grid)``."""
+        y = self.ln_1(x)
+        padded = self.attention_grid(grid)
+        if padded != tuple(grid):
+            y = _crop_grid(self.attn(_pad_grid(y, grid, padded, num_prefix), (cos, sin), padded, self.window,
+                                     num_prefix), padded, grid, num_prefix)
+        else:
+            y = self.attn(y, (cos, sin), grid, self.window, num_prefix)
+        x = x + self.drop_path(self.ls_1(y))
         return x + self.drop_path(self.ls_2(self.mlp(self.ln_2(x))))
 
 

@@ -36,13 +36,19 @@ class PEVisionTransformer(nn.Module):
     Args:
         cfg: architecture (see ``configs.PE_CONFIGS``).
         rope_mode: ``"official"`` (default; integer positions, extrapolated), ``"timm"`` (rescaled to the
-            pretraining grid) or ``"window"`` (PE detection code: window-local in windowed blocks).
+            pretraining grid) or ``"window"`` (released PE detectors: window-local in windowed blocks).
+        rope_ref_size: reference grid of the ``"timm"``/``"window"`` schemes; defaults to the config's token grid
+            (32). The released DETA used 16.
         pos_embed_resize: ``"bilinear"`` (official), ``"bicubic"`` (timm, antialiased) or ``"tile"`` (detection
             "abswin": the stored grid repeated across the token grid).
         pos_grid: side of the stored position grid; defaults to the config's token grid. The released
             detectors use 32 (Mask R-CNN) or 24 (DETA) with ``pos_embed_resize="tile"``.
         window_size: window side in tokens for windowed blocks; 0 = all blocks global.
         global_blocks: indices of blocks that stay global when ``window_size > 0``.
+        window_padding: ``"mask"`` (default; padding excluded from attention) or ``"zeros"`` (ViTDet and the
+            released detectors attend to zero padding), for grids the window does not divide.
+        norm_eps: epsilon of the blocks' LayerNorms (official 1e-5; the released detectors used 1e-6;
+            ``ln_pre`` keeps 1e-5 in both).
         drop_path_rate: stochastic depth at the last block, linear from 0 at the first.
         grad_checkpointing: recompute blocks in the backward pass to save memory.
         pad_to_patch: zero-pad inputs whose size is not a multiple of the patch instead of raising.
@@ -50,6 +56,7 @@ class PEVisionTransformer(nn.Module):
 
     def __init__(self, cfg: PEConfig, *, rope_mode: str = "official", pos_embed_resize: str = "bilinear",
                  pos_grid: Optional[int] = None, window_size: int = 0, global_blocks: Sequence[int] = (),
+                 window_padding: str = "mask", rope_ref_size: Optional[int] = None, norm_eps: float = 1e-5,
                  drop_path_rate: float = 0.0, grad_checkpointing: bool = False, pad_to_patch: bool = False):
         super().__init__()
         if rope_mode not in ROPE_MODES:
@@ -62,6 +69,7 @@ class PEVisionTransformer(nn.Module):
             raise ValueError(f"window_size must be >= 0, got {window_size}")
         self.cfg = cfg
         self.rope_mode = rope_mode
+        self.rope_ref_size = rope_ref_size or cfg.grid_size
         self.pos_embed_resize = pos_embed_resize
         self.pos_grid = pos_grid or cfg.grid_size
         self.window_size = window_size
@@ -82,7 +90,8 @@ class PEVisionTransformer(nn.Module):
         rates = torch.linspace(0, drop_path_rate, n).tolist() if n > 1 else [drop_path_rate]
         windows = [0 if (window_size <= 0 or i in global_blocks) else window_size for i in range(n)]
         self.transformer = _Transformer([
-            PEBlock(width, cfg.heads, cfg.mlp_width, cfg.ls_init, rates[i], windows[i]) for i in range(n)])
+            PEBlock(width, cfg.heads, cfg.mlp_width, cfg.ls_init, rates[i], windows[i], window_padding, norm_eps)
+            for i in range(n)])
         if cfg.use_ln_post:
             self.ln_post = nn.LayerNorm(width, eps=1e-5)
         if cfg.pool_type == "attn":
@@ -172,7 +181,7 @@ class PEVisionTransformer(nn.Module):
         key = (grid, window if self.rope_mode == "window" else 0, str(device))
         if key not in self._rope_cache:
             cos, sin = rope_table(grid, self.cfg.width // self.cfg.heads, mode=self.rope_mode,
-                                  ref_size=self.cfg.grid_size, num_prefix=self.num_prefix_tokens, window=key[1],
+                                  ref_size=self.rope_ref_size, num_prefix=self.num_prefix_tokens, window=key[1],
                                   device=device)
             self._rope_cache[key] = (cos, signed_sin(sin))
         return self._rope_cache[key]
@@ -182,7 +191,7 @@ class PEVisionTransformer(nn.Module):
         """Run blocks 0..last; return the final tokens and the tokens after each block in ``keep``."""
         kept = []
         for i, blk in enumerate(self.blocks[: last + 1]):
-            cos, sin = self._rope(grid, blk.window, x.device)
+            cos, sin = self._rope(blk.attention_grid(grid), blk.window, x.device)
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x = activation_checkpoint(blk, x, cos, sin, grid, self.num_prefix_tokens, use_reentrant=False)
             else:

@@ -8,8 +8,11 @@ float32; each pair (a, b) becomes (a cos - b sin, b cos + a sin). With the pair 
 Position schemes (``rope_mode``):
 - ``"official"``: integer positions ``0..g-1`` (``1..g`` with a cls token), extrapolated at other sizes.
 - ``"timm"``: positions rescaled to the pretraining grid, ``(arange(s) + offset) / s * ref``.
-- ``"window"``: the PE detection code. Windowed blocks use spacing-1 positions local to each window; global
-  blocks are rescaled to the pretraining grid as in ``"timm"``.
+- ``"window"``: the released PE detection code (detectron2 Mask R-CNN and DETA backbones):
+  ``arange(n) / n * ref + 1`` with n = the window side in windowed blocks (positions local to each window) and
+  the token-grid side in global blocks; ``+ 1`` with or without a cls token. The releases used ``ref = 32``
+  (Mask R-CNN, window 32: spacing 1) and ``ref = 16`` (DETA, window 24), set through the model's
+  ``rope_ref_size``.
 """
 from __future__ import annotations
 
@@ -33,10 +36,11 @@ def axis_positions(size: int, *, mode: str, ref_size: int, offset: float, window
     idx = torch.arange(size, dtype=torch.float64)
     if mode == "official":
         return idx + offset
-    if mode == "timm" or (mode == "window" and window <= 0):
+    if mode == "timm":
         return (idx + offset) / size * ref_size
     if mode == "window":
-        return torch.remainder(idx, window) + offset
+        n = window if window > 0 else size
+        return torch.remainder(idx, n) / n * ref_size + 1.0
     raise ValueError(f"unknown rope_mode {mode!r}; choose one of {ROPE_MODES}")
 
 

@@ -149,3 +149,41 @@ def test_bf16_autocast_stays_close(real_image):
             low = m.forward_features(x)
     assert low.dtype == torch.bfloat16
     assert ((low.float() - ref).norm() / ref.norm()).item() < 0.05
+
+
+def _vitdet_window_block(blk, x, grid, window, rope_args):
+    """Reference for window_padding="zeros", written the ViTDet way: normalise, zero-pad the token grid,
+    cut windows, attend inside each window with window-local RoPE, stitch, crop (no prefix tokens)."""
+    b, n, c = x.shape
+    gh, gw = grid
+    ph, pw = -(-gh // window) * window, -(-gw // window) * window
+    y = torch.nn.functional.pad(blk.ln_1(x).view(b, gh, gw, c), (0, 0, 0, pw - gw, 0, ph - gh))
+    out = torch.zeros(b, ph, pw, c)
+    cos, sin = rope_table((window, window), blk.attn.head_dim, num_prefix=0, window=window, **rope_args)
+    for i in range(0, ph, window):
+        for j in range(0, pw, window):
+            win = y[:, i:i + window, j:j + window].reshape(b, window * window, c)
+            out[:, i:i + window, j:j + window] = blk.attn(win, (cos, signed_sin(sin)), (window, window)).view(
+                b, window, window, c)
+    x = x + blk.ls_1(out[:, :gh, :gw].reshape(b, n, c))
+    return x + blk.ls_2(blk.mlp(blk.ln_2(x)))
+
+
+def test_zero_padded_windows_reproduce_vitdet():
+    m = PEVisionTransformer.from_config("PE-Spatial-G14-448", layers=1, width=64, heads=4, mlp_width=128,
+                                        window_size=4, window_padding="zeros", rope_mode="window", rope_ref_size=16,
+                                        norm_eps=1e-6).eval()
+    blk = m.blocks[0]
+    assert blk.ln_1.eps == 1e-6 and m.ln_pre.eps == 1e-5
+    grid = (6, 7)
+    x = torch.randn(2, 42, 64)
+    cos, sin = m._rope(blk.attention_grid(grid), blk.window, x.device)
+    with torch.no_grad():
+        got = blk(x, cos, sin, grid, 0)
+        want = _vitdet_window_block(blk, x, grid, 4, dict(mode="window", ref_size=16))
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        masked = PEVisionTransformer.from_config("PE-Spatial-G14-448", layers=1, width=64, heads=4, mlp_width=128,
+                                                 window_size=4, rope_mode="window", rope_ref_size=16).eval()
+        masked.load_state_dict(m.state_dict())
+        mcos, msin = masked._rope(grid, 4, x.device)
+        assert not torch.allclose(masked.blocks[0](x, mcos, msin, grid, 0), got, atol=1e-4)

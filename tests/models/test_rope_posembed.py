@@ -36,13 +36,19 @@ def test_official_mode_extrapolates_integer_positions():
     assert not torch.allclose(timm_big[:32], small)
 
 
-def test_window_mode_is_local_to_windows():
-    cos_w, _ = rope_table((8, 8), 16, mode="window", ref_size=32, num_prefix=0, window=4)
-    grid = cos_w.view(8, 8, 16)
-    torch.testing.assert_close(grid[4:, 4:], grid[:4, :4])  # every window sees the same positions
-    cos_g, _ = rope_table((8, 8), 16, mode="window", ref_size=32, num_prefix=0, window=0)
-    cos_t, _ = rope_table((8, 8), 16, mode="timm", ref_size=32, num_prefix=0)
-    torch.testing.assert_close(cos_g, cos_t)  # global blocks rescale to the pretraining grid
+def test_window_mode_is_the_released_detectors_formula():
+    """arange(n) / n * ref + 1, n = window (windowed blocks) or grid side (global), with or without cls."""
+    hd, f = 16, rope_frequencies(16)
+    cos_w, _ = rope_table((8, 8), hd, mode="window", ref_size=16, num_prefix=0, window=6)
+    grid = cos_w.view(8, 8, hd)
+    torch.testing.assert_close(grid[6:, 6:], grid[:2, :2])  # every window sees the same local positions
+    y, x = 2 / 6 * 16 + 1, 5 / 6 * 16 + 1  # token (2, 5) of the first window, DETA's ref 16
+    angle = torch.cat([(x * f).repeat_interleave(2), (y * f).repeat_interleave(2)]).float()
+    torch.testing.assert_close(grid[2, 5], angle.cos())
+    cos_g, _ = rope_table((10, 10), hd, mode="window", ref_size=32, num_prefix=0, window=0)
+    y, x = 3 / 10 * 32 + 1, 7 / 10 * 32 + 1  # global block: interpolated to the 32 grid, plus one
+    angle = torch.cat([(x * f).repeat_interleave(2), (y * f).repeat_interleave(2)]).float()
+    torch.testing.assert_close(cos_g.view(10, 10, hd)[3, 7], angle.cos())
 
 
 def test_apply_rope_rotates_pairs():
