@@ -24,6 +24,9 @@ class PEBackbone(PEVisionTransformer):
         checkpoint: local ``.pt``/``.pth``/``.safetensors`` file (official or timm layout).
         out_indices: blocks whose outputs are returned (negative = from the end).
         frozen: no gradients and eval mode for the whole tower (linear probes, frozen-feature heads).
+        autocast_dtype: run only the tower under autocast (``"bfloat16"``/``"float16"``) and return float32 maps,
+            as the released DETA did (mmcv's CUDA deformable attention has no bf16 kernel, so whole-model AMP
+            would have to be fp16). None (default): follow the caller's precision.
         model_overrides: config fields to change, e.g. ``dict(layers=2, patch_size=16)``.
         other args: see :class:`PEVisionTransformer`.
     """
@@ -34,7 +37,7 @@ class PEBackbone(PEVisionTransformer):
                  rope_ref_size: Optional[int] = None, norm_eps: float = 1e-5, pos_embed_resize: str = "bilinear",
                  pos_grid: Optional[int] = None, drop_path_rate: float = 0.0,
                  grad_checkpointing: bool = False, pad_to_patch: bool = True, model_overrides: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
+                 autocast_dtype: Optional[str] = None, init_cfg: Optional[dict] = None):
         if init_cfg is not None:
             raise ValueError("PEBackbone loads weights through checkpoint=PATH, not init_cfg")
         cfg = get_config(model_name).replace(**(model_overrides or {}))
@@ -43,6 +46,9 @@ class PEBackbone(PEVisionTransformer):
                          window_padding=window_padding, norm_eps=norm_eps, drop_path_rate=drop_path_rate,
                          grad_checkpointing=grad_checkpointing, pad_to_patch=pad_to_patch)
         self.checkpoint = checkpoint
+        self.autocast_dtype = getattr(torch, autocast_dtype) if autocast_dtype else None
+        if self.autocast_dtype not in (None, torch.bfloat16, torch.float16):
+            raise ValueError(f"autocast_dtype={autocast_dtype!r}; use 'bfloat16', 'float16' or None")
         self.out_indices = tuple(self._layer_index(i) for i in out_indices)
         self.frozen = frozen
         # The contract a neck checks (see necks.check_pyramid_contract).
@@ -65,4 +71,8 @@ class PEBackbone(PEVisionTransformer):
         return super().train(mode and not self.frozen)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        return tuple(self.forward_intermediates(x, indices=self.out_indices, output_fmt="NCHW"))
+        if self.autocast_dtype is None:
+            return tuple(self.forward_intermediates(x, indices=self.out_indices, output_fmt="NCHW"))
+        with torch.autocast(x.device.type, dtype=self.autocast_dtype):
+            feats = self.forward_intermediates(x, indices=self.out_indices, output_fmt="NCHW")
+        return tuple(f.float() for f in feats)

@@ -114,3 +114,21 @@ def test_backbone_frozen_and_checkpoint(tmp_path):
     assert not bb.training and not any(p.requires_grad for p in bb.parameters())
     with pytest.raises(ValueError, match="checkpoint=PATH"):
         MODELS.build(dict(BACKBONE, init_cfg=dict(type="Pretrained", checkpoint="x")))
+
+
+def test_backbone_only_autocast(real_image):
+    from mmdet.registry import MODELS
+
+    import pe_dense.mm  # noqa: F401
+    torch.manual_seed(0)
+    full = MODELS.build(dict(BACKBONE, drop_path_rate=0.0)).eval()
+    half = MODELS.build(dict(BACKBONE, drop_path_rate=0.0, autocast_dtype="bfloat16")).eval()
+    half.load_state_dict(full.state_dict())
+    x = real_image(size=(64, 64))
+    with torch.no_grad():
+        ref, low = full(x)[0], half(x)[0]
+    assert low.dtype == torch.float32
+    err = ((low - ref).norm() / ref.norm()).item()
+    assert 0 < err < 0.05  # bf16 was really used (not bit-identical) and stays close
+    with pytest.raises(ValueError, match="autocast_dtype"):
+        MODELS.build(dict(BACKBONE, autocast_dtype="float64"))
