@@ -3,7 +3,8 @@
 
   python benchmarks/backbone.py [--quick] [--models T S B L] [--batch 1] [--iters 5]
 
-Each measurement runs in a fresh process so peak RSS (memory) is its own; throughput is the median of
+Each measurement runs in a fresh process; memory is the peak resident memory above the level before the first
+call (sampled every millisecond), i.e. what the forward passes allocate; throughput is the median of
 ``--iters`` timed calls after two warm-up calls. FLOPs are counted analytically (matmuls + attention) and
 reported as a fraction of this machine's measured matmul peak for the same dtype. Run it on an idle machine:
 other load shows up directly in the numbers.
@@ -13,6 +14,7 @@ import multiprocessing as mp
 import platform
 import resource
 import statistics
+import threading
 import time
 
 MODELS = {"T": ("PE-Spatial-T16-512", 512), "S": ("PE-Spatial-S16-512", 512), "B": ("PE-Spatial-B16-512", 512),
@@ -39,7 +41,29 @@ def matmul_peak(dtype_name, n=2048, iters=5):
 
 
 def _rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Current resident memory of this process (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2 ** 20
+
+
+class PeakRSS:
+    """Samples RSS every millisecond in a thread: the peak above the level at entry is the forward's memory."""
+
+    def __enter__(self):
+        self.base = self.peak = _rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.001):
+            self.peak = max(self.peak, _rss_mb())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.mb = self.peak - self.base
 
 
 def _measure(impl, key, dtype_name, batch, iters, queue):
@@ -60,8 +84,7 @@ def _measure(impl, key, dtype_name, batch, iters, queue):
     fn = model.forward_features
     x = torch.randn(batch, 3, size, size)
     dtype = dict(fp32=torch.float32, bf16=torch.bfloat16)[dtype_name]
-    base = _rss_mb()
-    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype_name != "fp32"):
+    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype_name != "fp32"), PeakRSS() as mem:
         fn(x)  # warm-up: allocator and kernel caches
         fn(x)
         times = []
@@ -69,7 +92,7 @@ def _measure(impl, key, dtype_name, batch, iters, queue):
             t0 = time.perf_counter()
             fn(x)
             times.append(time.perf_counter() - t0)
-    queue.put(dict(ips=batch / statistics.median(times), peak_mb=_rss_mb() - base))
+    queue.put(dict(ips=batch / statistics.median(times), peak_mb=mem.mb))
 
 
 def measure(*args):
