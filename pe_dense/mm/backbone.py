@@ -5,6 +5,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
+from ..models.checkpoint import load_pe_checkpoint, load_state_dict_file
 from ..models.configs import get_config
 from ..models.pe import PEVisionTransformer
 
@@ -61,7 +62,6 @@ class PEBackbone(PEVisionTransformer):
         """Load ``checkpoint`` strictly; a Core file's pool/projection/ln_post are dropped if this model has none."""
         if not self.checkpoint:
             return
-        from ..models.checkpoint import load_pe_checkpoint, load_state_dict_file
         sd = load_state_dict_file(self.checkpoint)
         own = self.state_dict()
         sd = {k: v for k, v in sd.items() if k in own or k.split(".")[0] not in ("attn_pool", "proj", "ln_post")}

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
 from .blocks import AttentionPool, PEBlock
+from .checkpoint import load_pe_checkpoint
 from .configs import PEConfig, get_config
 from .rope import ROPE_MODES, rope_table, signed_sin
 
@@ -112,7 +113,6 @@ class PEVisionTransformer(nn.Module):
         cfg = cfg.replace(**{k: v for k, v in overrides.items() if k in fields})
         model = cls(cfg, **{k: v for k, v in overrides.items() if k not in fields})
         if checkpoint is not None:
-            from .checkpoint import load_pe_checkpoint
             load_pe_checkpoint(model, checkpoint, strict=strict)
         return model
 
