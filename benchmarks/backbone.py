@@ -1,31 +1,39 @@
 #!/usr/bin/env python
 """Backbone throughput and peak memory: pe_dense against timm's PE port, same weights, one run, one table.
 
-  python benchmarks/backbone.py [--quick] [--models T S B L] [--batch 1] [--iters 5]
+  python benchmarks/backbone.py [--models T S B L] [--dtypes fp32 bf16] [--rounds 9] [--compile] [--quick]
 
-Each measurement runs in a fresh process; memory is the peak resident memory above the level before the first
-call (sampled every millisecond), i.e. what the forward passes allocate; throughput is the median of
-``--iters`` timed calls after two warm-up calls, best of two processes run in the order timm, ours, ours, timm.
-FLOPs are counted analytically (matmuls + attention) and
-reported as a fraction of this machine's measured matmul peak for the same dtype. Run it on an idle machine:
-other load shows up directly in the numbers.
+Throughput: both models live in one process and are timed call by call in alternating order (ours first in
+even rounds, timm first in odd ones), after two warm-up calls each. Clock drift and neighbours on a shared machine
+then hit both alike; the speedup column is the median over rounds of timm's time / ours, with its interquartile
+range. ``--compile`` adds rows where both models run under ``torch.compile`` (inductor, frozen weights).
+
+Memory: the peak resident memory a forward pass adds, in a fresh process per implementation. The kernel's
+high-water mark is reset after the model is built (``/proc/self/clear_refs``) and glibc's mmap threshold is fixed,
+so freed tensors go back to the OS and the mark measures the forward's own allocations.
+
+FLOPs are counted analytically (matmuls + attention) and reported as a fraction of this machine's measured
+matmul peak for the same dtype. Run it on an idle machine; it prints progress to stderr.
 """
 import argparse
+import ctypes
 import multiprocessing as mp
 import platform
-import resource
+import queue
 import statistics
-import threading
+import sys
 import time
 
 MODELS = {"T": ("PE-Spatial-T16-512", 512), "S": ("PE-Spatial-S16-512", 512), "B": ("PE-Spatial-B16-512", 512),
           "L": ("PE-Spatial-L14-448", 448), "G": ("PE-Spatial-G14-448", 448)}
+IMPLS = ("timm", "ours")
 
 
 def model_flops(cfg, size):
+    """Forward FLOPs at batch 1: 2 x the multiply-accumulates of the matmuls, attention and patch embedding."""
     n = (size // cfg.patch_size) ** 2 + cfg.num_prefix_tokens
     w, m = cfg.width, cfg.mlp_width
-    per_block = n * (4 * w * w + 2 * w * m) + 2 * n * n * w  # MACs: qkv+out, mlp, q@k and attn@v
+    per_block = n * (4 * w * w + 2 * w * m) + 2 * n * n * w  # qkv+out, mlp, q@k and attn@v
     embed = (size // cfg.patch_size) ** 2 * 3 * cfg.patch_size ** 2 * w
     return 2 * (cfg.layers * per_block + embed)
 
@@ -41,70 +49,94 @@ def matmul_peak(dtype_name, n=2048, iters=5):
     return 2 * n ** 3 * iters / (time.perf_counter() - t0)
 
 
-def _rss_mb():
-    """Current resident memory of this process (Linux /proc)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2 ** 20
-
-
-class PeakRSS:
-    """Samples RSS every millisecond in a thread: the peak above the level at entry is the forward's memory."""
-
-    def __enter__(self):
-        self.base = self.peak = _rss_mb()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.wait(0.001):
-            self.peak = max(self.peak, _rss_mb())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.mb = self.peak - self.base
-
-
-def _measure(impl, key, dtype_name, batch, iters, queue):
+def _build(impl, key):
+    """The same random weights (seed 0) in either implementation."""
     import torch
 
     from pe_dense.models.checkpoint import official_to_timm
     from pe_dense.models.pe import PEVisionTransformer
     torch.manual_seed(0)
-    name, size = MODELS[key]
-    ours = PEVisionTransformer.from_config(name).eval()
-    if impl == "timm":
-        import timm
-        model = timm.create_model(ours.cfg.timm_name, pretrained=False).eval()
-        model.load_state_dict(official_to_timm(ours.state_dict()))
-        del ours
-    else:
-        model = ours
+    ours = PEVisionTransformer.from_config(MODELS[key][0]).eval()
+    if impl == "ours":
+        return ours
+    import timm
+    model = timm.create_model(ours.cfg.timm_name, pretrained=False).eval()
+    model.load_state_dict(official_to_timm(ours.state_dict()))
+    return model
+
+
+def _runner(model, dtype_name, compiled):
+    import torch
     fn = model.forward_features
-    x = torch.randn(batch, 3, size, size)
+    if compiled:
+        import torch._inductor.config as inductor_config
+        inductor_config.freezing = True  # weights become constants: prepacked, cast once
+        fn = torch.compile(fn)
     dtype = dict(fp32=torch.float32, bf16=torch.bfloat16)[dtype_name]
-    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype_name != "fp32"), PeakRSS() as mem:
-        fn(x)  # warm-up: allocator and kernel caches
-        fn(x)
-        times = []
-        for _ in range(iters):
+
+    def run(x):
+        with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype_name != "fp32"):
+            return fn(x)
+    return run
+
+
+def _time_pair(key, dtype_name, batch, rounds, compiled, queue):
+    import torch
+    x = torch.randn(batch, 3, MODELS[key][1], MODELS[key][1])
+    runs = {impl: _runner(_build(impl, key), dtype_name, compiled) for impl in IMPLS}
+    for run in runs.values():  # warm-up (and compilation)
+        run(x)
+        run(x)
+    times = {impl: [] for impl in IMPLS}
+    for r in range(rounds):
+        for impl in (IMPLS if r % 2 else IMPLS[::-1]):
             t0 = time.perf_counter()
-            fn(x)
-            times.append(time.perf_counter() - t0)
-    queue.put(dict(ips=batch / statistics.median(times), peak_mb=mem.mb))
+            runs[impl](x)
+            times[impl].append(time.perf_counter() - t0)
+    ratios = sorted(t / o for t, o in zip(times["timm"], times["ours"]))
+    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    queue.put(dict(ips={i: batch / statistics.median(t) for i, t in times.items()},
+                   speedup=statistics.median(ratios), iqr=(q1, q3)))
 
 
-def measure(*args):
+def _status_kb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _peak_memory(impl, key, dtype_name, batch, queue):
+    import gc
+
+    import torch
+    ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD fixed: large frees return to the OS
+    run = _runner(_build(impl, key), dtype_name, compiled=False)
+    x = torch.randn(batch, 3, MODELS[key][1], MODELS[key][1])
+    run(x)  # first call: lazy kernel and RoPE tables
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the high-water mark to the current resident size
+    base = _status_kb("VmRSS")
+    run(x)
+    queue.put((_status_kb("VmHWM") - base) / 1024)
+
+
+def _in_process(target, *args):
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_measure, args=(*args, q))
+    p = ctx.Process(target=target, args=(*args, q))
     p.start()
+    while True:  # a child that dies puts nothing: poll, so its failure ends the run instead of hanging it
+        try:
+            result = q.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not p.is_alive():
+                raise RuntimeError(f"benchmark process {target.__name__}{args} failed (exit code {p.exitcode})")
     p.join()
-    if p.exitcode != 0:
-        raise RuntimeError(f"benchmark process for {args} failed")
-    return q.get()
+    return result
 
 
 def main(argv=None):
@@ -112,32 +144,36 @@ def main(argv=None):
     ap.add_argument("--models", nargs="+", default=["T", "S", "B", "L"], choices=list(MODELS))
     ap.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--iters", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="T only, fp32, 1 iteration (a smoke run)")
+    ap.add_argument("--rounds", type=int, default=9, help="timed calls per implementation")
+    ap.add_argument("--compile", action="store_true", help="add torch.compile rows (both implementations)")
+    ap.add_argument("--quick", action="store_true", help="T only, fp32, 3 rounds (a smoke run)")
     args = ap.parse_args(argv)
     if args.quick:
-        args.models, args.dtypes, args.iters = ["T"], ["fp32"], 1
+        args.models, args.dtypes, args.rounds = ["T"], ["fp32"], 3
     import torch
 
     from pe_dense.models.configs import get_config
     peaks = {d: matmul_peak(d) for d in args.dtypes}
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}; matmul peak "
+          f"torch {torch.__version__}, batch {args.batch}, {args.rounds} rounds; matmul peak "
           + ", ".join(f"{d} {v / 1e9:.0f} GFLOP/s" for d, v in peaks.items()))
-    impls = ["timm", "ours"]
-    print(f"{'model':<20}{'size':>5}{'dtype':>6} " + "".join(f"{i + ' img/s':>18}{'MB':>7}" for i in impls)
-          + f"{'speedup':>9}{'% peak':>8}")
+    print("| model | size | dtype | mode | timm img/s | ours img/s | ours/timm (IQR) | timm MB | ours MB "
+          "| % of matmul peak (ours) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    modes = ["eager", "compiled"] if args.compile else ["eager"]
     for key in args.models:
         name, size = MODELS[key]
+        flops = model_flops(get_config(name), size)
         for dt in args.dtypes:
-            # timm, ours, ours, timm: best of two processes each, so clock drift during a row favours neither
-            runs = [(i, measure(i, key, dt, args.batch, args.iters)) for i in impls + impls[::-1]]
-            res = {i: max((r for j, r in runs if j == i), key=lambda r: r["ips"]) for i in impls}
-            flops = model_flops(get_config(name), size)
-            frac = res["ours"]["ips"] * flops / peaks[dt] * 100
-            cells = "".join(f"{res[i]['ips']:>18.3f}{res[i]['peak_mb']:>7.0f}" for i in impls)
-            speedup = res["ours"]["ips"] / res["timm"]["ips"]
-            print(f"{name:<20}{size:>5}{dt:>6} {cells}{speedup:>8.2f}x{frac:>7.0f}%")
+            mem = {i: _in_process(_peak_memory, i, key, dt, args.batch) for i in IMPLS}
+            for mode in modes:
+                print(f"[{key} {dt} {mode}] timing ...", file=sys.stderr, flush=True)
+                res = _in_process(_time_pair, key, dt, args.batch, args.rounds, mode == "compiled")
+                ips, (q1, q3) = res["ips"], res["iqr"]
+                mb = [f"{mem[i]:.0f}" if mode == "eager" else "-" for i in IMPLS]
+                print(f"| {name} | {size} | {dt} | {mode} | {ips['timm']:.3g} | {ips['ours']:.3g} "
+                      f"| {res['speedup']:.2f}x ({q1:.2f}-{q3:.2f}) | {mb[0]} | {mb[1]} "
+                      f"| {ips['ours'] * flops / peaks[dt] * 100:.0f}% |", flush=True)
 
 
 if __name__ == "__main__":

@@ -94,13 +94,12 @@ class PEAttention(nn.Module):
         self.out_proj = nn.Linear(dim, dim)
         nn.init.xavier_uniform_(self.in_proj_weight)
 
-    def forward(self, x, rope: Tuple[torch.Tensor, torch.Tensor], grid: Tuple[int, int], window: int = 0,
-                num_prefix: int = 0):
-        """``rope`` is ``(cos, signed_sin)`` for the (prefix + h*w) tokens; see ``rope.apply_rope``."""
+    def forward(self, x, rope: torch.Tensor, grid: Tuple[int, int], window: int = 0, num_prefix: int = 0):
+        """``rope`` is the ``rope.rope_pairs`` table of the (prefix + h*w) tokens."""
         b, n, c = x.shape
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         qkv = qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = apply_rope(qkv[:2], *rope).unbind(0)  # q and k rotated in one pass
+        q, k = apply_rope(qkv[:2], rope).unbind(0)  # q and k rotated in one pass
         v = qkv[2]
         if window <= 0:
             out = F.scaled_dot_product_attention(q, k, v)
@@ -167,15 +166,15 @@ class PEBlock(nn.Module):
             return tuple(grid)
         return (-(-grid[0] // self.window) * self.window, -(-grid[1] // self.window) * self.window)
 
-    def forward(self, x, cos, sin, grid: Tuple[int, int], num_prefix: int):
-        """``cos``/``sin`` are the RoPE tables of ``attention_grid(grid)``."""
+    def forward(self, x, rope: torch.Tensor, grid: Tuple[int, int], num_prefix: int):
+        """``rope`` is the ``rope.rope_pairs`` table of ``attention_grid(grid)``."""
         y = self.ln_1(x)
         padded = self.attention_grid(grid)
         if padded != tuple(grid):
-            y = _crop_grid(self.attn(_pad_grid(y, grid, padded, num_prefix), (cos, sin), padded, self.window,
+            y = _crop_grid(self.attn(_pad_grid(y, grid, padded, num_prefix), rope, padded, self.window,
                                      num_prefix), padded, grid, num_prefix)
         else:
-            y = self.attn(y, (cos, sin), grid, self.window, num_prefix)
+            y = self.attn(y, rope, grid, self.window, num_prefix)
         x = x + self.drop_path(self.ls_1(y))
         return x + self.drop_path(self.ls_2(self.mlp(self.ln_2(x))))
 

@@ -18,7 +18,7 @@ from torch.utils.checkpoint import checkpoint as activation_checkpoint
 from .blocks import AttentionPool, PEBlock
 from .checkpoint import load_pe_checkpoint
 from .configs import PEConfig, get_config
-from .rope import ROPE_MODES, rope_table, signed_sin
+from .rope import ROPE_MODES, rope_pairs, rope_table
 
 POS_RESIZE_MODES = ("bilinear", "bicubic", "tile")
 
@@ -101,7 +101,7 @@ class PEVisionTransformer(nn.Module):
             self.proj = nn.Parameter(scale * torch.randn(width, cfg.output_dim))
         self.feature_info = [dict(num_chs=width, reduction=cfg.patch_size, module=f"transformer.resblocks.{i}")
                              for i in range(n)]
-        self._rope_cache: Dict[tuple, Tuple[torch.Tensor, torch.Tensor]] = {}
+        self._rope_cache: Dict[tuple, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -177,25 +177,31 @@ class PEVisionTransformer(nn.Module):
         x = x + self.resized_pos_embed(grid).to(x.dtype)
         return self.ln_pre(x), grid
 
-    def _rope(self, grid: Tuple[int, int], window: int, device) -> Tuple[torch.Tensor, torch.Tensor]:
-        key = (grid, window if self.rope_mode == "window" else 0, str(device))
+    def _rope(self, grid: Tuple[int, int], window: int, device) -> torch.Tensor:
+        """The ``rope_pairs`` table of a token grid, cached per (grid, window, device) in eager mode."""
+        window = window if self.rope_mode == "window" else 0
+        if torch.compiler.is_compiling():  # traced: the table is a graph constant; a cache would only add guards
+            return self._make_rope(grid, window, device)
+        key = (tuple(grid), window, str(device))
         if key not in self._rope_cache:
-            cos, sin = rope_table(grid, self.cfg.width // self.cfg.heads, mode=self.rope_mode,
-                                  ref_size=self.rope_ref_size, num_prefix=self.num_prefix_tokens, window=key[1],
-                                  device=device)
-            self._rope_cache[key] = (cos, signed_sin(sin))
+            self._rope_cache[key] = self._make_rope(grid, window, device)
         return self._rope_cache[key]
+
+    def _make_rope(self, grid: Tuple[int, int], window: int, device) -> torch.Tensor:
+        cos, sin = rope_table(grid, self.cfg.width // self.cfg.heads, mode=self.rope_mode, ref_size=self.rope_ref_size,
+                              num_prefix=self.num_prefix_tokens, window=window, device=device)
+        return rope_pairs(cos, sin)
 
     # ------------------------------------------------------------------ trunk
     def _run_blocks(self, x: torch.Tensor, grid: Tuple[int, int], last: int, keep: Sequence[int] = ()):
         """Run blocks 0..last; return the final tokens and the tokens after each block in ``keep``."""
         kept = []
         for i, blk in enumerate(self.blocks[: last + 1]):
-            cos, sin = self._rope(blk.attention_grid(grid), blk.window, x.device)
+            rope = self._rope(blk.attention_grid(grid), blk.window, x.device)
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                x = activation_checkpoint(blk, x, cos, sin, grid, self.num_prefix_tokens, use_reentrant=False)
+                x = activation_checkpoint(blk, x, rope, grid, self.num_prefix_tokens, use_reentrant=False)
             else:
-                x = blk(x, cos, sin, grid, self.num_prefix_tokens)
+                x = blk(x, rope, grid, self.num_prefix_tokens)
             if i in keep:
                 kept.append(x)
         return x, kept

@@ -5,7 +5,7 @@ import torch
 from pe_dense.models.blocks import PEAttention
 from pe_dense.models.configs import PE_CONFIGS
 from pe_dense.models.pe import PEVisionTransformer
-from pe_dense.models.rope import apply_rope, rope_table, signed_sin
+from pe_dense.models.rope import apply_rope, rope_pairs, rope_table
 
 
 @pytest.mark.parametrize("name", list(PE_CONFIGS))
@@ -44,7 +44,7 @@ def _brute_window_attention(attn, x, rope, grid, window, p):
     b, n, c = x.shape
     qkv = torch.nn.functional.linear(x, attn.in_proj_weight, attn.in_proj_bias)
     q, k, v = qkv.view(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-    q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+    q, k = apply_rope(q, rope), apply_rope(k, rope)
     out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=full)
     return attn.out_proj(out.transpose(1, 2).reshape(b, n, c))
 
@@ -53,8 +53,7 @@ def _brute_window_attention(attn, x, rope, grid, window, p):
 def test_windowed_attention_equals_block_diagonal_masking(prefix, grid, window):
     attn = PEAttention(64, 4)
     x = torch.randn(2, prefix + grid[0] * grid[1], 64)
-    cos, sin = rope_table(grid, 16, mode="official", ref_size=32, num_prefix=prefix)
-    rope = (cos, signed_sin(sin))
+    rope = rope_pairs(*rope_table(grid, 16, mode="official", ref_size=32, num_prefix=prefix))
     got = attn(x, rope, grid, window, prefix)
     want = _brute_window_attention(attn, x, rope, grid, window, prefix)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
@@ -159,11 +158,11 @@ def _vitdet_window_block(blk, x, grid, window, rope_args):
     ph, pw = -(-gh // window) * window, -(-gw // window) * window
     y = torch.nn.functional.pad(blk.ln_1(x).view(b, gh, gw, c), (0, 0, 0, pw - gw, 0, ph - gh))
     out = torch.zeros(b, ph, pw, c)
-    cos, sin = rope_table((window, window), blk.attn.head_dim, num_prefix=0, window=window, **rope_args)
+    rope = rope_pairs(*rope_table((window, window), blk.attn.head_dim, num_prefix=0, window=window, **rope_args))
     for i in range(0, ph, window):
         for j in range(0, pw, window):
             win = y[:, i:i + window, j:j + window].reshape(b, window * window, c)
-            out[:, i:i + window, j:j + window] = blk.attn(win, (cos, signed_sin(sin)), (window, window)).view(
+            out[:, i:i + window, j:j + window] = blk.attn(win, rope, (window, window)).view(
                 b, window, window, c)
     x = x + blk.ls_1(out[:, :gh, :gw].reshape(b, n, c))
     return x + blk.ls_2(blk.mlp(blk.ln_2(x)))
@@ -177,13 +176,12 @@ def test_zero_padded_windows_reproduce_vitdet():
     assert blk.ln_1.eps == 1e-6 and m.ln_pre.eps == 1e-5
     grid = (6, 7)
     x = torch.randn(2, 42, 64)
-    cos, sin = m._rope(blk.attention_grid(grid), blk.window, x.device)
+    rope = m._rope(blk.attention_grid(grid), blk.window, x.device)
     with torch.no_grad():
-        got = blk(x, cos, sin, grid, 0)
+        got = blk(x, rope, grid, 0)
         want = _vitdet_window_block(blk, x, grid, 4, dict(mode="window", ref_size=16))
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
         masked = PEVisionTransformer.from_config("PE-Spatial-G14-448", layers=1, width=64, heads=4, mlp_width=128,
                                                  window_size=4, rope_mode="window", rope_ref_size=16).eval()
         masked.load_state_dict(m.state_dict())
-        mcos, msin = masked._rope(grid, 4, x.device)
-        assert not torch.allclose(masked.blocks[0](x, mcos, msin, grid, 0), got, atol=1e-4)
+        assert not torch.allclose(masked.blocks[0](x, masked._rope(grid, 4, x.device), grid, 0), got, atol=1e-4)

@@ -1,11 +1,19 @@
 """Official-mode math at other sizes: RoPE angles and position-embedding resizes, checked by hand."""
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from pe_dense.models.pe import PEVisionTransformer
-from pe_dense.models.rope import apply_rope, rope_frequencies, rope_table, signed_sin
+from pe_dense.models.rope import (
+    apply_rope,
+    rope_frequencies,
+    rope_pairs,
+    rope_table,
+    rotate_pairs_complex,
+    rotate_pairs_real,
+)
 
 
 def test_frequencies_by_hand():
@@ -55,12 +63,41 @@ def test_apply_rope_rotates_pairs():
     x = torch.tensor([[1.0, 0.0, 0.0, 2.0]])
     cos = torch.tensor([[0.0, 0.0, 1.0, 1.0]])  # 90 degrees on the first pair, 0 on the second
     sin = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
-    torch.testing.assert_close(apply_rope(x, cos, signed_sin(sin)), torch.tensor([[0.0, 1.0, 0.0, 2.0]]))
+    torch.testing.assert_close(apply_rope(x, rope_pairs(cos, sin)), torch.tensor([[0.0, 1.0, 0.0, 2.0]]))
     a, b, t = torch.randn(5), torch.randn(5), torch.rand(5)  # (a, b) -> (a cos - b sin, b cos + a sin)
     pairs = torch.stack([a, b], -1).flatten()
     c, s = t.cos().repeat_interleave(2), t.sin().repeat_interleave(2)
     want = torch.stack([a * t.cos() - b * t.sin(), b * t.cos() + a * t.sin()], -1).flatten()
-    torch.testing.assert_close(apply_rope(pairs, c, signed_sin(s)), want)
+    torch.testing.assert_close(apply_rope(pairs, rope_pairs(c, s)), want)
+
+
+def _official_rotation(x, cos, sin):
+    """The official formula, x * cos + rotate_half(x) * sin with rotate_half(a, b) = (-b, a), in float32."""
+    a, b = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    return (x.float() * cos + torch.stack([-b, a], -1).flatten(-2) * sin).to(x.dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_complex_and_real_rotations_match_the_official_formula(dtype):
+    """Eager (complex) and traced (real) paths agree with the official formula on a strided q/k view."""
+    cos, sin = rope_table((6, 7), 32, mode="official", ref_size=32, num_prefix=1)
+    qkv = torch.randn(2, 43, 3, 4, 32).to(dtype).permute(2, 0, 3, 1, 4)  # the attention's (3, B, H, N, d) view
+    want = _official_rotation(qkv[:2], cos, sin)
+    for path in (rotate_pairs_complex, rotate_pairs_real):
+        got = path(qkv[:2], rope_pairs(cos, sin))
+        assert got.dtype == dtype
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6 if dtype == torch.float32 else 1e-2)
+
+
+def test_rotation_gradients_match_the_official_formula():
+    cos, sin = rope_table((4, 5), 16, mode="official", ref_size=32, num_prefix=0)
+    x = torch.randn(2, 3, 20, 16, requires_grad=True)
+    upstream = torch.randn(2, 3, 20, 16)
+    (want,) = torch.autograd.grad(_official_rotation(x, cos, sin), x, upstream)
+    for path in (rotate_pairs_complex, rotate_pairs_real):
+        (got,) = torch.autograd.grad(path(x, rope_pairs(cos, sin)), x, upstream)
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(want, upstream, atol=1e-2)  # the rotation does act on the gradient
 
 
 def _tiny(**kw):
