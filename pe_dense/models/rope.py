@@ -69,8 +69,10 @@ def rope_pairs(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
 
 def rotate_pairs_complex(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     """Eager path: pair (a, b) times cos + i sin as one complex multiply; a single pass over x."""
-    rotation = torch.view_as_complex(pairs)
-    rotated = torch.view_as_complex(x.float().unflatten(-1, (-1, 2))) * rotation
+    xf = x.float().unflatten(-1, (-1, 2))
+    if xf.storage_offset() % 2 or any(st % 2 for st in xf.stride()[:-1]):  # not viewable as complex numbers
+        xf = xf.contiguous()
+    rotated = torch.view_as_complex(xf) * torch.view_as_complex(pairs)
     return torch.view_as_real(rotated).flatten(-2).to(x.dtype)
 
 

@@ -82,11 +82,13 @@ def test_complex_and_real_rotations_match_the_official_formula(dtype):
     """Eager (complex) and traced (real) paths agree with the official formula on a strided q/k view."""
     cos, sin = rope_table((6, 7), 32, mode="official", ref_size=32, num_prefix=1)
     qkv = torch.randn(2, 43, 3, 4, 32).to(dtype).permute(2, 0, 3, 1, 4)  # the attention's (3, B, H, N, d) view
-    want = _official_rotation(qkv[:2], cos, sin)
-    for path in (rotate_pairs_complex, rotate_pairs_real):
-        got = path(qkv[:2], rope_pairs(cos, sin))
-        assert got.dtype == dtype
-        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6 if dtype == torch.float32 else 1e-2)
+    odd = torch.randn(2, 4, 43, 33).to(dtype)[..., 1:]  # odd offset and strides: no complex view possible
+    for x in (qkv[:2], odd):
+        want = _official_rotation(x, cos, sin)
+        for path in (rotate_pairs_complex, rotate_pairs_real):
+            got = path(x, rope_pairs(cos, sin))
+            assert got.dtype == dtype
+            torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6 if dtype == torch.float32 else 1e-2)
 
 
 def test_rotation_gradients_match_the_official_formula():
