@@ -32,8 +32,10 @@ train_pipeline = [
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='CheckedLoadImageFromFile', skip_bad=False),
-    dict(type='Resize', scale=(max_size, max_size), keep_ratio=True),
+    # The release's test resize (heads/deta/resize.py): PIL decode, short side to max_size with the long side
+    # at most max_size and truncated, PIL bilinear. mmdet's Resize rounds the long side and uses OpenCV.
+    dict(type='CheckedLoadImageFromFile', skip_bad=False, imdecode_backend='pillow'),
+    dict(type='DETRResize', size=max_size, max_size=max_size),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]

@@ -4,12 +4,12 @@
 # oversample_thr 0.001); federated sigmoid loss (50 classes per image, weights = image frequency ** 0.5);
 # 300 detections per image at score >= 0.02; the LVIS metric (lvis package, via mmdet's LVISMetric).
 #
-# Schedule arithmetic (iteration-based, as detectron2's ViTDet LVIS):
-#   one epoch = 100,000 images (LVIS v1 train has 100,170)
-#   batch 64 (64 GPUs x 1 image)      -> 100,000 / 64 = 1,562.5 iterations per epoch
-#   75 epochs                         -> 75 x 1,562.5 = 117,187.5 -> 117,188 iterations
-#   lr x0.1 at 88.9% and 96.3% (ViTDet's 138,889 / 150,463 of 156,250) -> 104,167 and 112,847
-#   repeat-factor sampling changes which images are drawn, not the iteration count (infinite sampler).
+# Schedule arithmetic (iteration-based). Meta's release (mask_rcnn_PEspatial_G_lvis75ep.py) takes ViTDet's COCO
+# 100-epoch schedule and scales it by 3/4 with integer division; its "75 epochs" are COCO-sized epochs:
+#   184,375 x 3 // 4 = 138,281 iterations at batch 64 (8.85M images = 88.3 passes over LVIS v1 train's 100,170)
+#   lr x0.1 at ViTDet's 163,889 and 177,546 -> x 3 // 4 = 122,916 and 133,159
+#   warm-up 250 iterations; repeat-factor sampling changes which images are drawn, not the iteration count.
+# (ViTDet's own LVIS schedule, 156,250 iterations = 100 LVIS epochs, is not what the released model ran.)
 # Data: LVIS v1 annotations with the COCO 2017 images: $PE_DENSE_DATA/lvis_v1/annotations/lvis_v1_{train,val}.json
 # and $PE_DENSE_DATA/lvis_v1/{train2017,val2017}/ (image paths come from each image's coco_url).
 _base_ = './mask_rcnn_pe_g14_coco.py'
@@ -60,8 +60,8 @@ val_evaluator = dict(_delete_=True, type='LVISMetric', ann_file=data_root + 'ann
                      metric=['bbox', 'segm'], backend_args=backend_args)
 test_evaluator = val_evaluator
 
-max_iters = 117_188
-lr_steps = [104_167, 112_847]
+max_iters = 138_281
+lr_steps = [122_916, 133_159]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=250),

@@ -47,10 +47,12 @@ model = dict(
         type='PEBackbone', model_name=pe_model, checkpoint=pe_checkpoint, out_indices=(-1,),
         model_overrides=dict(patch_size=16),  # the released DETA uses patch 16 (kernel resized from 14)
         window_size=24, global_blocks=(12, 24, 36, 49), pos_grid=24, pos_embed_resize='tile',
-        # As the released DETA backbone: RoPE positions arange(n) / n * 16 + 1 (n = 24 in window blocks, the grid
-        # side in global blocks), block LayerNorm eps 1e-6, and windows that attend to their zero padding
-        # (1728/16 = 108 and 1824/16 = 114 tokens are not multiples of 24). 'mask' would keep padding out.
-        rope_mode='window', rope_ref_size=16, norm_eps=1e-6, window_padding='zeros',
+        # As the released DETA backbone (perception_models DETA_pe/models/pev1.py, run at 3e352cc): RoPE positions
+        # arange(n) / n * 16 + 1 (n = 24 in window blocks, the grid side in global blocks; pt_hw_seq_len=16), and
+        # windows that attend to their zero padding (1728/16 = 108 and 1824/16 = 114 tokens are not multiples of
+        # 24; 'mask' would keep padding out). Block LayerNorm eps is the tower's 1e-5: the release passes eps 1e-6,
+        # which its blocks never use.
+        rope_mode='window', rope_ref_size=16, window_padding='zeros',
         drop_path_rate=0.4,
         grad_checkpointing=False),  # the recipe checkpoints activations for G: tools/train.py --grad-checkpointing
     neck=dict(type='DETAPyramid', in_channels=pe_width, out_channels=embed_dims, num_outs=num_levels),
@@ -97,7 +99,9 @@ model = dict(
                          add_gt_as_proposals=False),
             max_pos_per_gt=4)),
     # Sigmoid scores over queries x classes, top 10000, class-wise NMS 0.7, keep 100 (DETA's NMSPostProcess).
-    test_cfg=dict(pre_topk=10000, nms=dict(type='nms', iou_threshold=0.7), max_per_img=100, clip_boxes=True))
+    # clip_boxes=False as the release, which leaves boxes that overhang the image as predicted (clipping them
+    # changes 22 of 100 final detections on a photo); deta_pe_1024.py (T/S/B/L, no release to match) clips.
+    test_cfg=dict(pre_topk=10000, nms=dict(type='nms', iou_threshold=0.7), max_per_img=100, clip_boxes=False))
 
 # --------------------------------------------------------------------------------------------------------- data
 dataset_type = 'CocoDataset'
@@ -120,8 +124,10 @@ train_pipeline = [
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='CheckedLoadImageFromFile', skip_bad=False, backend_args=backend_args),
-    dict(type='Resize', scale=(max_size, max_size), keep_ratio=True),
+    # The release's test resize (heads/deta/resize.py): PIL decode, short side to max_size with the long side
+    # at most max_size and truncated, PIL bilinear. mmdet's Resize rounds the long side and uses OpenCV.
+    dict(type='CheckedLoadImageFromFile', skip_bad=False, imdecode_backend='pillow', backend_args=backend_args),
+    dict(type='DETRResize', size=max_size, max_size=max_size),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]

@@ -9,8 +9,9 @@ max_size = image_size - 32
 model = dict(
     data_preprocessor=dict(pad_size_divisor=image_size),
     # No released checkpoint to match at these sizes: keep the pretrained towers' own settings (RoPE spacing of the
-    # 32-token pretraining grid, LayerNorm eps 1e-5) and keep window padding out of attention.
-    backbone=dict(rope_ref_size=32, norm_eps=1e-5, window_padding='mask'))
+    # 32-token pretraining grid) and keep window padding out of attention; boxes are clipped to the image.
+    backbone=dict(rope_ref_size=32, window_padding='mask'),
+    test_cfg=dict(clip_boxes=True))
 
 train_pipeline = [
     dict(type='CheckedLoadImageFromFile', skip_bad=True),

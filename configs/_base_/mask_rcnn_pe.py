@@ -30,9 +30,10 @@ model = dict(
     data_preprocessor=dict(
         # = pe_dense.mm.PE_DATA_PREPROCESSOR: PE normalises RGB with mean = std = 0.5 (x 255).
         type='DetDataPreprocessor', mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5], bgr_to_rgb=True,
-        pad_mask=True, pad_size_divisor=32,
-        # LSJ: every training image is padded to image_size x image_size (0 = the mean after normalisation).
-        batch_augments=[dict(type='BatchFixedSizePad', size=(image_size, image_size), pad_mask=True)]),
+        # Every image (LSJ training crops and test images, both at most image_size on each side) is padded to
+        # image_size x image_size AFTER normalisation, with 0, as detectron2's square_pad: the padding is exactly the
+        # mean. Padding the raw image with a grey level instead is off by (level - mean) / std.
+        pad_mask=True, pad_size_divisor=image_size, pad_value=0),
     backbone=dict(
         type='PEBackbone', model_name=pe_model, checkpoint=pe_checkpoint, out_indices=(-1,),
         model_overrides=dict(patch_size=16),  # the released detectors use patch 16 (kernel resized from 14)
@@ -50,7 +51,7 @@ model = dict(
         loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
     roi_head=dict(
         type='StandardRoIHead',
-        bbox_roi_extractor=dict(type='SingleRoIExtractor',
+        bbox_roi_extractor=dict(type='ContiguousRoIExtractor',  # mmdet's SingleRoIExtractor, safe for any map layout
                                 roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0, aligned=True),
                                 out_channels=256, featmap_strides=[4, 8, 16, 32]),
         bbox_head=dict(
@@ -60,7 +61,7 @@ model = dict(
             reg_class_agnostic=False,
             loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
             loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
-        mask_roi_extractor=dict(type='SingleRoIExtractor',
+        mask_roi_extractor=dict(type='ContiguousRoIExtractor',  # mmdet's SingleRoIExtractor, safe for any map layout
                                 roi_layer=dict(type='RoIAlign', output_size=14, sampling_ratio=0, aligned=True),
                                 out_channels=256, featmap_strides=[4, 8, 16, 32]),
         mask_head=dict(type='FCNMaskHead', num_convs=4, in_channels=256, conv_out_channels=256, norm_cfg=norm_cfg,
@@ -100,9 +101,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='CheckedLoadImageFromFile', skip_bad=False, backend_args=backend_args),
-    dict(type='Resize', scale=(image_size, image_size), keep_ratio=True),
-    # Square input as in ViTDet (detectron2 pads to 1024 with the mean pixel); 128 ~ mean 127.5.
-    dict(type='Pad', size=(image_size, image_size), pad_val=dict(img=(128, 128, 128))),
+    dict(type='Resize', scale=(image_size, image_size), keep_ratio=True),  # the preprocessor pads to a square
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
@@ -140,7 +139,7 @@ optim_wrapper = dict(
 
 # Schedule placeholders; the size/dataset configs set the iteration counts and write out the arithmetic.
 max_iters = 66_375
-lr_steps = [59_000, 63_917]
+lr_steps = [59_000, 63_916]
 warmup_iters = 250
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')

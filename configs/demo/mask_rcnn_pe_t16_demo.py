@@ -24,7 +24,7 @@ classes = ('bottle', 'chair', 'diningtable', 'person', 'burts_bees_baby_wipes', 
 norm_cfg = dict(type='LN2d', eps=1e-6)
 
 model = dict(
-    data_preprocessor=dict(batch_augments=None),
+    data_preprocessor=dict(pad_size_divisor=image_size),  # square image_size inputs, as the recipe's 1024
     backbone=dict(model_name='PE-Spatial-T16-512', model_overrides=dict(layers=pe_layers), frozen=frozen_backbone,
                   window_size=window_size, global_blocks=(), drop_path_rate=0.0),
     neck=dict(in_channels=192, out_channels=head_channels),

@@ -35,6 +35,11 @@ equal) and the RoPE tables ``*rope*.freqs_{cos,sin}`` (derived from the input si
 Classes: DETA predicts 91 logits indexed by COCO category id. ``classes="coco80"`` keeps the rows of the 80
 used ids in mmdet's ``CocoDataset`` order; the proposal branch keeps row 0 first (its class-agnostic object
 score) followed by 79 unused rows. ``classes=None`` keeps all 91 rows (build the model with num_classes=91).
+
+The computation of the release is set by ``configs/deta_pe_g14_coco_1824.py`` (and the other G stage configs), which
+match what Meta's code runs: ImageNet mean/std; PIL decoding and the DETR resize rule (``DETRResize``: long side
+truncated, PIL bilinear); RoPE ``arange(n) / n * 16 + 1``; block LayerNorm eps 1e-5 (the ``eps=1e-6`` the release
+passes is never used); zero-padded windows; boxes not clipped to the image at test time.
 """
 from __future__ import annotations
 

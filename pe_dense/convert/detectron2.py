@@ -30,6 +30,12 @@ Input: ``mask_rcnn_PEspatial_G_coco36ep.pth`` / ``..._lvis75ep.pth`` as loaded b
   row exists but is unused in both codes; ``fed_loss_cls_weights`` -> our ``FederatedConvFCBBoxHead`` buffer.
 - ``roi_heads.mask_head``: ``MaskRCNNConvUpsampleHead`` ``mask_fcn1..4`` (+ ``.norm``), ``deconv``, ``predictor``
   -> mmdet ``FCNMaskHead`` ``convs.{0..3}.conv`` / ``.ln``, ``upsample``, ``conv_logits``.
+
+The weights are only half of reproducing the release; the computation is set by ``configs/mask_rcnn_pe_g14_{coco,
+lvis}.py``, which match what Meta's code runs (not what its config files claim): pixels normalised with mean = std
+= 127 and padded with 0 after normalisation; RoPE positions ``arange(n) / n * 32 + 1`` (the checkpoint's 32x32
+pretraining grid, also at patch 16); block LayerNorm eps 1e-5 (the ``eps=1e-6`` of the release config is never
+used). The RoI heads read contiguous maps (``ContiguousRoIExtractor``): mmcv's RoIAlign misreads any other layout.
 """
 from __future__ import annotations
 

@@ -16,11 +16,16 @@ from torch import nn
 
 
 class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an NCHW map."""
+    """LayerNorm over the channels of an NCHW map; returns a contiguous NCHW tensor.
+
+    Normalising a channels-last view and permuting back yields a tensor whose memory is NHWC. Convolutions accept
+    that, but compiled ops that index raw memory as NCHW (mmcv's RoIAlign, on CPU and CUDA) then read the wrong
+    pixels, silently. So the map is laid out as NCHW before it leaves: every pyramid level is contiguous.
+    """
 
     def forward(self, x):
         return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
-                            self.eps).permute(0, 3, 1, 2)
+                            self.eps).permute(0, 3, 1, 2).contiguous()
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

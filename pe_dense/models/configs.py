@@ -24,10 +24,24 @@ class PEConfig:
     output_dim: Optional[int] = None  # projection after the attention pool (Core models)
     attn_pool_heads: int = 8
     timm_name: Optional[str] = None  # the timm port of this config, if any
+    # Patch size the checkpoint was pretrained with. A patch-14 model run at patch 16 (the released detectors)
+    # keeps 14 here, so its pretraining grid stays image_size // 14 = 32 (see ``pretrain_grid``).
+    pretrain_patch_size: Optional[int] = None
+
+    def __post_init__(self):
+        if self.pretrain_patch_size is None:
+            object.__setattr__(self, "pretrain_patch_size", self.patch_size)
 
     @property
     def grid_size(self) -> int:
+        """Token grid side at the config's native image size with its current patch size."""
         return self.image_size // self.patch_size
+
+    @property
+    def pretrain_grid(self) -> int:
+        """Token grid side the checkpoint was pretrained at (32 for every Spatial model). It belongs to the weights,
+        not to the patch size in use: the stored position grid and the RoPE reference grid of the detection code."""
+        return self.image_size // self.pretrain_patch_size
 
     @property
     def num_prefix_tokens(self) -> int:

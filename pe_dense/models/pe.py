@@ -38,18 +38,19 @@ class PEVisionTransformer(nn.Module):
         cfg: architecture (see ``configs.PE_CONFIGS``).
         rope_mode: ``"official"`` (default; integer positions, extrapolated), ``"timm"`` (rescaled to the
             pretraining grid) or ``"window"`` (released PE detectors: window-local in windowed blocks).
-        rope_ref_size: reference grid of the ``"timm"``/``"window"`` schemes; defaults to the config's token grid
-            (32). The released DETA used 16.
+        rope_ref_size: reference grid of the ``"timm"``/``"window"`` schemes; defaults to the checkpoint's
+            pretraining grid ``cfg.pretrain_grid`` (32 for every Spatial model, also after a patch-size override:
+            the released Mask R-CNN's ``pt_hw_seq_len=32``). The released DETA used 16.
         pos_embed_resize: ``"bilinear"`` (official), ``"bicubic"`` (timm, antialiased) or ``"tile"`` (detection
             "abswin": the stored grid repeated across the token grid).
-        pos_grid: side of the stored position grid; defaults to the config's token grid. The released
+        pos_grid: side of the stored position grid; defaults to ``cfg.pretrain_grid``. The released
             detectors use 32 (Mask R-CNN) or 24 (DETA) with ``pos_embed_resize="tile"``.
         window_size: window side in tokens for windowed blocks; 0 = all blocks global.
         global_blocks: indices of blocks that stay global when ``window_size > 0``.
         window_padding: ``"mask"`` (default; padding excluded from attention) or ``"zeros"`` (ViTDet and the
             released detectors attend to zero padding), for grids the window does not divide.
-        norm_eps: epsilon of the blocks' LayerNorms (official 1e-5; the released detectors used 1e-6;
-            ``ln_pre`` keeps 1e-5 in both).
+        norm_eps: epsilon of the blocks' LayerNorms (official 1e-5, and also what the released detectors ran:
+            their configs pass ``eps=1e-6``, which their blocks never use). An option for other ViTDet ports.
         drop_path_rate: stochastic depth at the last block, linear from 0 at the first.
         grad_checkpointing: recompute blocks in the backward pass to save memory.
         pad_to_patch: zero-pad inputs whose size is not a multiple of the patch instead of raising.
@@ -70,9 +71,9 @@ class PEVisionTransformer(nn.Module):
             raise ValueError(f"window_size must be >= 0, got {window_size}")
         self.cfg = cfg
         self.rope_mode = rope_mode
-        self.rope_ref_size = rope_ref_size or cfg.grid_size
+        self.rope_ref_size = rope_ref_size or cfg.pretrain_grid
         self.pos_embed_resize = pos_embed_resize
-        self.pos_grid = pos_grid or cfg.grid_size
+        self.pos_grid = pos_grid or cfg.pretrain_grid
         self.window_size = window_size
         self.global_blocks = tuple(global_blocks)
         self.grad_checkpointing = grad_checkpointing

@@ -30,7 +30,8 @@ def test_tool_converts_l14_to_patch16_timm_and_back(tmp_path):
     out = tmp_path / "l16.safetensors"
     subprocess.run([sys.executable, str(TOOL), str(src), str(out), "--to", "timm", "--patch-size", "16"], check=True,
                    capture_output=True, cwd=tmp_path)
-    m16 = PEVisionTransformer.from_config("PE-Spatial-L14-448", layers=1, patch_size=16, image_size=512,
-                                          checkpoint=str(out))
+    # Patch 16 alone: the converted file keeps the 32x32 pretraining grid, which the config keeps too.
+    m16 = PEVisionTransformer.from_config("PE-Spatial-L14-448", layers=1, patch_size=16, checkpoint=str(out))
+    assert m16.pos_grid == m16.rope_ref_size == 32
     torch.testing.assert_close(m16.conv1.weight, resize_patch_kernel(m.conv1.weight.detach(), 16))
     torch.testing.assert_close(m16.blocks[0].attn.in_proj_weight, m.blocks[0].attn.in_proj_weight)

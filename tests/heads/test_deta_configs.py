@@ -54,7 +54,7 @@ def test_g14_coco_is_the_pe_recipe():
     assert cfg.train_cfg.max_epochs == 12 and cfg.param_scheduler[0].milestones == [10]
     assert cfg.optim_wrapper.optimizer.lr == 5e-5 and cfg.optim_wrapper.clip_grad.max_norm == 0.1
     resize = cfg.test_pipeline[1]
-    assert resize.scale == (1696, 1696)
+    assert resize.type == "DETRResize" and (resize.size, resize.max_size) == (1696, 1696)
 
 
 def test_stage_configs_follow_the_release_schedule():
