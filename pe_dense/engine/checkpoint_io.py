@@ -27,14 +27,14 @@
 from __future__ import annotations
 
 import inspect
-import os
-import tempfile
 from pathlib import Path
 from typing import List, Union
 
 import numpy as np
 import torch
 from mmengine.fileio import LocalBackend, register_backend
+
+from pe_dense.io import atomic_write_bytes
 
 ATOMIC_BACKEND = "pe_atomic_local"
 
@@ -77,27 +77,10 @@ class AtomicLocalBackend(LocalBackend):
     """mmengine's local file backend whose ``put``/``put_text`` replace the target atomically."""
 
     def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
-        self._atomic_write(filepath, obj, "wb")
+        atomic_write_bytes(filepath, obj)
 
     def put_text(self, obj: str, filepath: Union[str, Path], encoding: str = "utf-8") -> None:
-        self._atomic_write(filepath, obj.encode(encoding), "wb")
-
-    @staticmethod
-    def _atomic_write(filepath: Union[str, Path], data: bytes, mode: str) -> None:
-        filepath = os.fspath(filepath)
-        folder = os.path.dirname(os.path.abspath(filepath))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix="_" + os.path.basename(filepath), dir=folder)
-        try:
-            with os.fdopen(fd, mode) as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, filepath)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_bytes(filepath, obj.encode(encoding))
 
 
 register_backend(ATOMIC_BACKEND, AtomicLocalBackend)
