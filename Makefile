@@ -8,6 +8,8 @@ env:
 
 demo: env
 	$(PY) tools/demo_detect.py --out-dir outputs
+	$(PY) tools/demo_seg.py --out-dir outputs
+	$(PY) tools/demo_depth.py --out-dir outputs
 	$(PY) tools/demo.py --out-dir outputs
 
 test: env
