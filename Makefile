@@ -2,7 +2,7 @@
 # Both create .venv/ and install the pinned stack first (tools/setup_env.sh; idempotent, fast when done).
 PY := .venv/bin/python
 
-.PHONY: env demo test test-slow bench
+.PHONY: env demo demo-align test test-slow bench
 env:
 	@bash tools/setup_env.sh
 
@@ -11,6 +11,9 @@ demo: env
 	$(PY) tools/demo_seg.py --out-dir outputs
 	$(PY) tools/demo_depth.py --out-dir outputs
 	$(PY) tools/demo.py --out-dir outputs
+
+demo-align: env
+	$(PY) tools/demo_align.py --out-dir outputs/align
 
 test: env
 	$(PY) -m pytest -q
