@@ -17,12 +17,12 @@ matmul peak for the same dtype. Run it on an idle machine; it prints progress to
 """
 import argparse
 import ctypes
-import multiprocessing as mp
 import platform
-import queue
 import statistics
 import sys
 import time
+
+from _process import in_process, status_kb  # benchmarks/ is on sys.path when run as a script
 
 MODELS = {"T": ("PE-Spatial-T16-512", 512), "S": ("PE-Spatial-S16-512", 512), "B": ("PE-Spatial-B16-512", 512),
           "L": ("PE-Spatial-L14-448", 448), "G": ("PE-Spatial-G14-448", 448)}
@@ -102,12 +102,6 @@ def _time_pair(key, dtype_name, batch, rounds, compiled, queue):
                    speedup=statistics.median(ratios), iqr=(q1, q3)))
 
 
-def _status_kb(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
 
 
 def _peak_memory(impl, key, dtype_name, batch, queue):
@@ -121,25 +115,11 @@ def _peak_memory(impl, key, dtype_name, batch, queue):
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the high-water mark to the current resident size
-    base = _status_kb("VmRSS")
+    base = status_kb("VmRSS")
     run(x)
-    queue.put((_status_kb("VmHWM") - base) / 1024)
+    queue.put((status_kb("VmHWM") - base) / 1024)
 
 
-def _in_process(target, *args):
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=target, args=(*args, q))
-    p.start()
-    while True:  # a child that dies puts nothing: poll, so its failure ends the run instead of hanging it
-        try:
-            result = q.get(timeout=1.0)
-            break
-        except queue.Empty:
-            if not p.is_alive():
-                raise RuntimeError(f"benchmark process {target.__name__}{args} failed (exit code {p.exitcode})")
-    p.join()
-    return result
 
 
 def main(argv=None):
@@ -168,10 +148,10 @@ def main(argv=None):
         name, size = MODELS[key]
         flops = model_flops(get_config(name), size)
         for dt in args.dtypes:
-            mem = {i: _in_process(_peak_memory, i, key, dt, args.batch) for i in IMPLS}
+            mem = {i: in_process(_peak_memory, i, key, dt, args.batch) for i in IMPLS}
             for mode in modes:
                 print(f"[{key} {dt} {mode}] timing ...", file=sys.stderr, flush=True)
-                res = _in_process(_time_pair, key, dt, args.batch, args.rounds, mode == "compiled")
+                res = in_process(_time_pair, key, dt, args.batch, args.rounds, mode == "compiled")
                 ips, (q1, q3) = res["ips"], res["iqr"]
                 mb = [f"{mem[i]:.0f}" if mode == "eager" else "-" for i in IMPLS]
                 print(f"| {name} | {size} | {dt} | {mode} | {ips['timm']:.3g} | {ips['ours']:.3g} "

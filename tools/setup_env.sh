@@ -68,7 +68,7 @@ fi
 log "the rest of the pinned stack"
 SAM2_BUILD_CUDA=0 pip --no-build-isolation -r "$REQ" -c "$LOCK"
 pip --no-deps --no-build-isolation -e "$ROOT"
-"$PY" -c "import mmcv.ops, mmdet, mmseg, sam2, timm, torchcodec, pe_dense" \
+"$PY" -c "import mmcv.ops, mmdet, mmseg, sam2, timm, torchcodec, onnxruntime, openvino, pe_dense" \
   || { log "import check failed"; exit 1; }
 cat "$REQ" "$LOCK" "$0" >"$STAMP"
 log "done"

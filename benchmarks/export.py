@@ -1,0 +1,158 @@
+#!/usr/bin/env python
+"""Exported backbone latency and memory: PyTorch eager vs onnxruntime vs OpenVINO, same weights, one table.
+
+  python benchmarks/export.py [--models T S B] [--size 512] [--runs 10] [--threads 2]
+
+Each row runs in a fresh process: load (eager model, or the ONNX artefact exported once by the parent), three
+warm-up calls, ``--runs`` timed calls (p50/p95 of wall time). Peak memory: how far inference raises the
+resident-set high-water mark above the loaded model's resident size (``/proc/self/clear_refs`` reset after
+loading), so runtime arenas, workspaces and bf16 weight copies made at the first call count. Like is compared
+with like: fp32 rows with fp32, bf16 rows with bf16 (eager under one ``torch.autocast`` region, OpenVINO with
+its bf16 inference precision; onnxruntime has no bf16 CPU kernels, so it has no bf16 row). Parity is each row's
+max abs difference from the fp32 eager output divided by that output's max abs value, on a real photo. When
+onnxruntime is slower than eager, its per-operator profile is printed below the table. Batch 1, random
+weights, last block's map. Rows run one after another, so a busy machine skews them: run it idle.
+"""
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+from _process import in_process, status_kb  # benchmarks/ is on sys.path when run as a script
+
+MODELS = {"T": "PE-Spatial-T16-512", "S": "PE-Spatial-S16-512", "B": "PE-Spatial-B16-512"}
+ROWS = (("eager", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("eager", "bf16"), ("openvino", "bf16"))
+
+
+
+
+def _photo(size):
+    import skimage.data
+    import torch
+
+    from pe_dense.data.images import preprocess
+    torch.manual_seed(0)
+    return preprocess(skimage.data.astronaut(), (size, size)).numpy()
+
+
+def _runner(runtime, precision, model_name, onnx_path, size, threads, profile_dir=None):
+    """A callable numpy (1,3,H,W) -> numpy map, built for one row."""
+    if runtime == "eager":
+        import torch
+
+        from pe_dense.export.feature_extractor import build_feature_extractor
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        fe = build_feature_extractor(model_name, [-1], (size, size)).eval()
+        if precision == "bf16":
+            ctx = torch.autocast("cpu", dtype=torch.bfloat16)
+            ctx.__enter__()  # one region for the whole process: weights are cast once, not per call
+
+        def run(x):
+            with torch.no_grad():
+                return fe(torch.from_numpy(x))[0].float().numpy()
+        return run
+    if runtime == "onnxruntime":
+        import onnxruntime as ort
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        if profile_dir:
+            opts.enable_profiling = True
+            opts.profile_file_prefix = os.path.join(profile_dir, "ort")
+        sess = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
+
+        def run(x):
+            return sess.run(None, {"images": x})[0]
+        run.session = sess
+        return run
+    import openvino as ov
+    hint = {"fp32": "f32", "bf16": "bf16"}[precision]
+    compiled = ov.Core().compile_model(onnx_path, "CPU", {"INFERENCE_PRECISION_HINT": hint,
+                                                          "INFERENCE_NUM_THREADS": threads})
+    request = compiled.create_infer_request()
+    return lambda x: np.array(request.infer([x])[0])
+
+
+def _measure(runtime, precision, model_name, onnx_path, size, threads, runs, out):
+    import ctypes
+    import gc
+    ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD fixed: large frees return to the OS
+    run = _runner(runtime, precision, model_name, onnx_path, size, threads)
+    x = _photo(size)
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # high-water mark := resident size with the model loaded, before any inference
+    base = status_kb("VmRSS")
+    for _ in range(3):
+        y = run(x)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        run(x)
+        times.append(time.perf_counter() - t)
+    out.put(dict(p50=statistics.median(times), p95=float(np.percentile(times, 95)),
+                 mem=(status_kb("VmHWM") - base) / 1024, y=y))
+
+
+def _ort_profile(onnx_path, size, threads, out):
+    import json
+    with tempfile.TemporaryDirectory() as d:
+        run = _runner("onnxruntime", "fp32", None, onnx_path, size, threads, profile_dir=d)
+        x = _photo(size)
+        for _ in range(4):
+            run(x)
+        with open(run.session.end_profiling()) as f:
+            events = json.load(f)
+    per_op = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            op = e["args"].get("op_name", "?")
+            per_op[op] = per_op.get(op, 0) + e["dur"] / 4 / 1e3
+    out.put(sorted(per_op.items(), key=lambda kv: -kv[1])[:6])
+
+
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["T", "S", "B"], choices=sorted(MODELS))
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    import torch
+
+    from pe_dense.export.feature_extractor import export_backbone
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    print(f"# {cpu}, {os.cpu_count()} cores, {args.threads} threads, torch {torch.__version__}, batch 1, "
+          f"{args.size} px, {args.runs} timed runs after 3 warm-up", flush=True)
+    print("| model | runtime | precision | p50 ms | p95 ms | peak MB | parity (max rel err vs eager fp32) |")
+    print("|---|---|---|---|---|---|---|")
+    profiles = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in args.models:
+            name = MODELS[key]
+            torch.manual_seed(0)
+            onnx_path = export_backbone(name, [-1], (args.size, args.size), tmp, batch=1)
+            res = {}
+            for runtime, precision in ROWS:
+                res[runtime, precision] = r = in_process(_measure, runtime, precision, name, onnx_path, args.size,
+                                                          args.threads, args.runs)
+                ref = res["eager", "fp32"]["y"]
+                err = float(np.abs(r["y"] - ref).max() / np.abs(ref).max())
+                print(f"| {key} | {runtime} | {precision} | {r['p50'] * 1e3:.0f} | {r['p95'] * 1e3:.0f} | "
+                      f"{r['mem']:.0f} | {err:.1e} |", flush=True)
+            if res["onnxruntime", "fp32"]["p50"] > res["eager", "fp32"]["p50"]:
+                profiles.append((key, in_process(_ort_profile, onnx_path, args.size, args.threads)))
+    for key, ops in profiles:
+        print(f"\n{key}: onnxruntime fp32 is slower than eager; its time per operator type (ms per call): "
+              + ", ".join(f"{op} {ms:.1f}" for op, ms in ops))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
