@@ -18,6 +18,18 @@ def _real_image(name: str = "astronaut", size=(512, 512)) -> torch.Tensor:
 
 
 @pytest.fixture(autouse=True)
+def _restore_default_scope():
+    """Every test starts without an mmengine default scope. Runners and ``init_default_scope`` leave theirs behind
+    (mmseg after a probe test, mmdet after a detector test), and registry lookups in later tests would follow it, so
+    a test would pass or fail with the order. mmengine has no public way to drop a scope: clear its instances."""
+    from mmengine.registry import DefaultScope
+
+    DefaultScope._instance_dict.clear()  # also what a session fixture set up for this test left
+    yield
+    DefaultScope._instance_dict.clear()
+
+
+@pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
     np.random.seed(0)

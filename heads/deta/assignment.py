@@ -77,14 +77,17 @@ class IoUOneToManyAssigner:
     """
 
     def __init__(self, assigner: dict, sampler: dict, max_pos_per_gt: Optional[int] = 4):
-        self.assigner = TASK_UTILS.build(assigner)
+        # mmdet's parts, whatever scope the process is in (a probe trained before sets mmseg's)
+        with TASK_UTILS.switch_scope_and_registry("mmdet") as registry:
+            self.assigner = registry.build(assigner)
         if not callable(getattr(self.assigner, "assign_wrt_overlaps", None)):
             raise TypeError(f"{type(self.assigner).__name__} has no assign_wrt_overlaps(); DETA's assignment "
                             "needs an IoU-threshold assigner such as type='MaxIoUAssigner'")
         sampler = dict(sampler)
         if sampler.setdefault("add_gt_as_proposals", False):
             raise ValueError("DETA's sampler must not add GT boxes as proposals: set add_gt_as_proposals=False")
-        self.sampler = TASK_UTILS.build(sampler)
+        with TASK_UTILS.switch_scope_and_registry("mmdet") as registry:
+            self.sampler = registry.build(sampler)
         self.max_pos_per_gt = max_pos_per_gt
 
     def __call__(self, pred_boxes: Tensor, gt_boxes: Tensor, gt_labels: Tensor,
