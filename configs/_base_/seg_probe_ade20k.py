@@ -32,12 +32,7 @@
 # `--cfg-options data_root=/path/to/ADEChallengeData2016/`. Weights: `model.backbone.checkpoint` = a local file.
 custom_imports = dict(imports=['pe_dense.mm', 'pe_dense.engine', 'pe_dense.heads.seg', 'pe_dense.features'],
                       allow_failed_imports=False)
-# Frozen-feature cache (pe_dense.features): with feature_cache.dir set, training reads the frozen backbone's outputs
-# for num_views pre-drawn augmented views per image (build them with tools/cache_features.py CONFIG); epoch e trains
-# on view e % num_views. dir=None trains from images. Validation and test always run on images.
-runner_type = 'FeatureCacheRunner'  # a plain mmengine Runner while feature_cache.dir is None
-feature_cache = dict(dir=None, num_views=4, aug_seed=0, dtype='float16')
-default_scope = 'mmseg'
+_base_ = ['./feature_cache.py']  # runner_type, feature_cache (dir=None: train from images), mmseg scope
 
 # ------------------------------------------------------------------------------------------------------- model
 pe_model = 'PE-Spatial-B16-512'
