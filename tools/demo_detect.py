@@ -23,17 +23,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(HERE, "..", "configs", "demo", "mask_rcnn_pe_t16_demo.py")
 
 
-def pick_threads(requested):
-    """Requested count, else 1 when the CPU is already busy (oversubscribed OpenMP threads crawl), else torch's."""
-    if requested:
-        return requested
-    try:
-        busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
-    except OSError:
-        busy = False
-    return 1 if busy else None
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=CONFIG, help="a demo config (default: the Mask R-CNN one; "
@@ -47,6 +36,8 @@ def main(argv=None):
 
     t0 = time.time()
     import torch
+
+    from pe_dense.engine.runner import pick_threads
 
     threads = pick_threads(args.threads)
     if threads:

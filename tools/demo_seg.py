@@ -35,7 +35,8 @@ def main(argv=None):
 
     t0 = time.time()
     import torch
-    from demo_detect import pick_threads  # tools/ is on sys.path when this script runs
+
+    from pe_dense.engine.runner import pick_threads
 
     threads = pick_threads(args.threads)
     if threads:

@@ -116,6 +116,18 @@ def check_data_root(cfg: Config) -> None:
             "--cfg-options data_root=/path/to/this/dataset/")
 
 
+def pick_threads(requested: Optional[int] = None) -> Optional[int]:
+    """CPU threads for the demos: the requested count, else 1 when the CPU is already busy (oversubscribed OpenMP
+    threads crawl), else None (torch's default)."""
+    if requested:
+        return requested
+    try:
+        busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
+    except OSError:
+        busy = False
+    return 1 if busy else None
+
+
 def build_runner(cfg: Config):
     """Runner (or the config's ``runner_type``) from a finished config; mmengine checkpoints made loadable."""
     from mmdet.utils import setup_cache_size_limit_of_dynamo
