@@ -21,6 +21,7 @@ from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from torch import Tensor, nn
 
 from .assignment import stage1_assigner_cfg, stage2_assigner_cfg
+from .chunked_attention import chunk_deformable_attention
 from .query_selection import select_queries
 
 DEFAULT_QUERY_SELECTION = dict(pre_nms_topk=1000, nms_iou=0.9)
@@ -35,13 +36,16 @@ class DETA(DeformableDETR):
             global top-Q by score.
         with_box_refine: iterative box refinement (DETA: True).
         as_two_stage: must be True: DETA's queries are encoder proposals.
+        msda_query_chunk: sample at most this many queries at a time in every deformable attention
+            (``QueryChunkedDeformableAttention``): same numbers, bounded memory at high resolution on CPU and in
+            exported graphs. ``None`` keeps mmcv's module.
         other args: see ``DeformableDETR``; ``num_queries`` (PE recipe: 900) also sizes the stage-2 sample
             when ``train_cfg.stage2.sampler.num`` is None.
     """
 
     def __init__(self, *args, query_selection: Optional[dict] = DEFAULT_QUERY_SELECTION,
                  with_box_refine: bool = True, as_two_stage: bool = True, num_queries: int = 900,
-                 train_cfg: Optional[dict] = None, **kwargs) -> None:
+                 train_cfg: Optional[dict] = None, msda_query_chunk: Optional[int] = None, **kwargs) -> None:
         if not as_two_stage:
             raise ValueError("DETA selects its queries from encoder proposals: as_two_stage must be True")
         self.query_selection = None if query_selection is None else {**DEFAULT_QUERY_SELECTION,
@@ -52,11 +56,14 @@ class DETA(DeformableDETR):
             stage2 = train_cfg.setdefault("stage2", stage2_assigner_cfg(num=None))
             if stage2["sampler"].get("num") is None:
                 stage2["sampler"]["num"] = num_queries
+        self.msda_query_chunk = msda_query_chunk
         super().__init__(*args, with_box_refine=with_box_refine, as_two_stage=True, num_queries=num_queries,
                          train_cfg=train_cfg, **kwargs)
 
     def _init_layers(self) -> None:
         super()._init_layers()
+        if self.msda_query_chunk is not None:
+            chunk_deformable_attention(self, self.msda_query_chunk)
         self.pix_trans_fc = nn.Linear(self.embed_dims, self.embed_dims)
         self.pix_trans_norm = nn.LayerNorm(self.embed_dims)
 

@@ -110,3 +110,22 @@ def test_tta_scale_ranges_filter_small_boxes_on_chosen_views():
     merged = tta._merge_single_sample([big_view, small_view]).pred_instances
     # on the 64-px view the 20x20 box (area < 32^2) is dropped, the 60x50 box stays
     assert sorted(merged.scores.tolist()) == pytest.approx([0.7, 0.9])
+
+
+def test_tta_runs_views_one_after_another():
+    """TTA's peak memory is the largest view's, not the sum: the detector sees one view's batch per call."""
+    calls = []
+
+    class _Recorder(nn.Module):
+        def test_step(self, data):
+            calls.append(len(data["inputs"]))
+            return [_view([[10, 10, 50, 60]], [0.9], [2], flip=False) for _ in data["inputs"]]
+
+    tta = DETATTAModel(module=_Recorder(), tta_cfg=ConfigDict(
+        nms=dict(type="soft_nms", method="quad", iou_threshold=0.7, quad_scale=0.5), max_per_img=None))
+    views, batch = 8, 2  # e.g. 4 scales x flip, 2 images per batch
+    data = dict(inputs=[[torch.zeros(3, 4, 4)] * batch for _ in range(views)],
+                data_samples=[[_view([[0, 0, 1, 1]], [0.1], [0], flip=False)] * batch for _ in range(views)])
+    merged = tta.test_step(data)
+    assert calls == [batch] * views
+    assert len(merged) == batch
