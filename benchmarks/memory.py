@@ -103,13 +103,13 @@ def _detector(config, overrides, size, chunk, queue):
 
 
 def _weights_mb(name, dtype_bytes, **overrides) -> float:
-    import torch
-
+    """Weight bytes of the full model, from 1- and 2-block builds (a full G build would take 7 GB to count)."""
+    from pe_dense.models.configs import get_config
     from pe_dense.models.pe import PEVisionTransformer
 
-    with torch.device("meta"):
-        m = PEVisionTransformer.from_config(name, **overrides)
-    return sum(p.numel() for p in m.parameters()) * dtype_bytes / 2**20
+    n = [sum(p.numel() for p in PEVisionTransformer.from_config(name, layers=k, **overrides).parameters())
+         for k in (1, 2)]
+    return (n[0] + (get_config(name).layers - 1) * (n[1] - n[0])) * dtype_bytes / 2**20
 
 
 def _fmt(v: float) -> str:
