@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Compute the SAM 2 targets of an alignment config's training views once (sharded, fp16, checksummed, resumable).
+"""Compute the SAM 2 targets of an alignment config's training views once (sharded, checksummed, resumable).
 
   python tools/cache_sam_targets.py configs/align/align_pe_spatial_g14.py --steps 1000 \
       --cfg-options sam_cache.dir=/cache/sam sam.checkpoint=sam2.1_hiera_large.pt data.root=/data/images [--verify]
@@ -7,7 +7,9 @@
 Then train from it with the same config and options (sam_cache.dir set): tools/align.py CONFIG --cfg-options ...
 The cache holds the views of the first --steps optimizer steps (steps x world size x accum_steps x batch_size
 samples); it is keyed by SAM, its options, the image list, the augmentation settings and seed, and every sample's view
-(image index, crop, flip, colour) is checked on read. An interrupted build resumes where it stopped.
+(image index, crop, flip, colour) is checked on read. Storage: sam_cache.dtype=float16 (default) or int8 (half the
+size: per-token scale, dequantised on read). An interrupted build (even kill -9) resumes where it stopped and ends
+byte-identical to an uninterrupted one; a truncated shard is named and recomputed. One build per directory.
 """
 import argparse
 

@@ -11,9 +11,14 @@
 #   (another device count N: keep N x settings.batch_size x settings.accum_steps = 12,288)
 #   token grid: 448 / 14 = 32 x 32 = 1,024 tokens; SAM: 32 x 32 = 1,024 point prompts at 1,024 px
 #   SAM target cache (optional, tools/cache_sam_targets.py): 1,024 channels x 1,024 tokens x 2 bytes = 2 MiB per
-#   sample in fp16, so 300M samples do not fit any disk: cache only the views of a shorter run or a first epoch.
+#   sample in fp16; int8 (1 byte + a float32 scale per token): 1,024 x 1,024 + 4 x 1,024 bytes = 1.004 MiB. Either
+#   way 300M samples do not fit any disk: cache only the views of a shorter run or a first epoch.
 work_dir = 'work_dirs/align_pe_spatial_g14'
 checkpoint_interval = 500
+# how ranks share the student: 'ddp' (replicas) | 'fsdp' (FSDP2, sharded per block: the G student's fp32 weights,
+# gradients and LAMB moments are 1.9B x 16 bytes = ~30 GB per replica under DDP, ~30 / N GB per rank under FSDP);
+# checkpoints hold the full state dict either way
+strategy = 'ddp'
 
 student = dict(
     core='PE-Core-G14-448',  # initialised from Core G; Core heads (ln_post, attn pool, proj) dropped
@@ -32,7 +37,9 @@ sam = dict(
     logit_transform='clamp',  # open choice: 'clamp' (+-32, as the predictor) | 'raw' | 'sigmoid'
     resize='area',  # open choice: low-res logits -> token grid by 'area' mean | 'bilinear'
     apply_postprocessing=True)
-sam_cache = dict(dir=None, dtype='float16', shard_size=256)  # dir set: read targets from the cache
+# dir set: read targets from the cache. dtype: 'float16' | 'int8' (per-token symmetric scale; L_loc within 2e-3
+# relative of online in tests/align/test_target_cache.py) | 'float32'
+sam_cache = dict(dir=None, dtype='float16', shard_size=256)
 data = dict(type='folder', root=None)
 
 settings = dict(

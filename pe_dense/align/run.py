@@ -30,29 +30,16 @@ def load_config(path: str, options: Optional[dict] = None, work_dir: Optional[st
     return cfg
 
 
-def init_distributed(launcher: str, backend: Optional[str] = None) -> None:
-    """torchrun (``pytorch``) or slurm: one process per device; gloo on CPU, nccl on CUDA by default."""
-    if launcher == "none":
-        return
-    import torch
-    from mmengine.dist import init_dist
-
-    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
-    if launcher == "pytorch" and not torch.cuda.is_available():
-        # mmengine's init_dist calls torch.cuda.set_device, which fails on a CPU-only machine: use torchrun's env
-        torch.distributed.init_process_group(backend, init_method="env://")
-    else:
-        init_dist(launcher, backend=backend)
-
-
 def train_from_config(cfg: Config, resume: bool = False, max_steps: Optional[int] = None) -> AlignTrainer:
     """Train until ``settings.total_steps`` (or ``max_steps``), checkpointing to work_dir/latest.pth; write the
-    student in the official PE layout to work_dir/student.pt at the end."""
+    student in the official PE layout to work_dir/student.pt at the end. torch.distributed, if used, is set up
+    by the caller (``pe_dense.engine.distributed.init_distributed``, as tools/train.py does); the config's
+    ``strategy`` ('ddp' default, or 'fsdp') says how several ranks share the student."""
     os.makedirs(cfg.work_dir, exist_ok=True)
     # one logger per work dir (mmengine returns an existing instance by name, with its first log file)
     MMLogger.get_instance(f"pe_dense_align:{os.path.abspath(cfg.work_dir)}",
                           log_file=os.path.join(cfg.work_dir, "align.log"))
-    trainer = AlignTrainer(**build_parts(cfg))
+    trainer = AlignTrainer(**build_parts(cfg), strategy=cfg.get("strategy", "ddp"))
     latest = os.path.join(cfg.work_dir, LATEST)
     if resume and os.path.isfile(latest):
         trainer.load_checkpoint(latest)
@@ -60,8 +47,9 @@ def train_from_config(cfg: Config, resume: bool = False, max_steps: Optional[int
     until = min(trainer.s.total_steps, max_steps) if max_steps else trainer.s.total_steps
     trainer.train(until, checkpoint_path=latest, checkpoint_interval=cfg.get("checkpoint_interval", 500))
     trainer.save_checkpoint(latest)
+    student = trainer.student_state_dict()  # collective under FSDP: every rank gathers
     if trainer.rank == 0:
-        save_student(trainer.student, os.path.join(cfg.work_dir, STUDENT))
+        save_student(student, os.path.join(cfg.work_dir, STUDENT))
         print_log(f"student (official PE layout) -> {os.path.join(cfg.work_dir, STUDENT)}", logger="current")
     return trainer
 

@@ -7,7 +7,7 @@ official parameter names, so it loads with ``strict=True`` into ``PEVisionTransf
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Dict, Optional, Union
 
 import torch
 
@@ -61,9 +61,11 @@ def init_student_from(student: PEVisionTransformer, core: PEVisionTransformer) -
                            f"unexpected {result.unexpected_keys[:8]}; use the Core config the student was built from")
 
 
-def save_student(model: PEVisionTransformer, path: str) -> None:
-    """Atomically write the student's weights: flat, official names, float32, no teacher or optimizer state."""
-    sd = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+def save_student(model: Union[PEVisionTransformer, Dict[str, torch.Tensor]], path: str) -> None:
+    """Atomically write the student's weights (a model or its full state dict, e.g. gathered from FSDP ranks):
+    flat, official names, float32, no teacher or optimizer state."""
+    sd = model.state_dict() if isinstance(model, torch.nn.Module) else model
+    sd = {k: v.detach().float().cpu().contiguous() for k, v in sd.items()}
     atomic_save(sd, path)
 
 

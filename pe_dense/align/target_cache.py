@@ -5,10 +5,19 @@ SHA-256 per shard, memory-mapped structured ``.npy`` shards). Sample ``g`` of th
 index, ``augment.ViewSampler``) is record ``g % shard_size`` of shard ``g // shard_size``; its metainfo stores the
 view key ``sample=g;img=i;<crop, flip, colour>``, and a read whose key differs is refused, so a cache only ever
 serves the image and augmentation it was built for. Shards are written whole and listed in the manifest after
-they are on disk: an interrupted build resumes at the first unlisted shard and ends byte-identical.
+they are on disk: an interrupted build (even ``kill -9``) resumes at the first unlisted shard, recomputes a listed
+shard whose file is truncated (naming it), removes the dead writer's temporary files and ends byte-identical.
+One builder per directory.
+
+``dtype='int8'`` halves the fp16 cache: per-token symmetric quantisation, ``q = round(x / s)`` with
+``s = max_c |x_c| / 127`` over the token's prompt channels, ``s`` stored in float32 beside ``q`` and multiplied back
+on read. Per token because L_loc only uses each token's direction (its cosines with the other tokens), which a
+per-token scale leaves exact up to the rounding (|x - q s| <= s / 2 per value).
 """
 from __future__ import annotations
 
+import glob
+import logging
 import os
 from typing import Dict, Sequence, Tuple
 
@@ -31,9 +40,31 @@ from .augment import ViewSampler
 
 atomic_write = store.atomic_write  # one name for every cache file write (the resume test interrupts it)
 
-DTYPES = {"float16": np.float16, "float32": np.float32}
+DTYPES = {"float16": np.float16, "float32": np.float32, "int8": np.int8}
 FIELD = "sam"
+SCALE = "sam_scale"  # int8 caches: the per-token scale, float32 (token grid)
 REBUILD = "rebuild it with tools/cache_sam_targets.py CONFIG (same config and settings as the training run)"
+
+
+def quantise_int8(feats: np.ndarray):
+    """(..., P, gh, gw) float32 -> (int8 values, float32 per-token scales (..., gh, gw)); see the module docstring."""
+    feats = np.asarray(feats, dtype=np.float32)
+    scale = np.abs(feats).max(axis=-3) / np.float32(127)
+    safe = np.where(scale > 0, scale, np.float32(1))  # an all-zero token stays zero
+    q = np.clip(np.rint(feats / np.expand_dims(safe, -3)), -127, 127).astype(np.int8)
+    return q, scale.astype(np.float32)
+
+
+def dequantise_int8(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return q.astype(np.float32) * np.expand_dims(np.asarray(scale, dtype=np.float32), -3)
+
+
+def _remove_dead_temporaries(root: str) -> None:
+    """Temporary files of a killed writer (``pe_dense.io`` writes ``.tmp_*`` then renames; kill -9 skips cleanup)."""
+    for path in sorted(glob.glob(os.path.join(root, ".tmp_*"))):
+        print_log(f"SAM target cache: removing {path}, left by an interrupted build", logger="current",
+                  level=logging.WARNING)
+        os.remove(path)
 
 
 def build_target_cache(root: str, sam_targets, sampler: ViewSampler, num_samples: int, token_grid: Tuple[int, int],
@@ -43,6 +74,7 @@ def build_target_cache(root: str, sam_targets, sampler: ViewSampler, num_samples
         raise ValueError(f"cache dtype {dtype!r} is unknown; use one of {sorted(DTYPES)}")
     store = CacheDir(root)
     os.makedirs(store.root, exist_ok=True)
+    _remove_dead_temporaries(store.root)
     layout = {"num_samples": num_samples, "shard_size": shard_size, "token_grid": list(token_grid), "dtype": dtype}
     manifest = store.read_manifest()
     if manifest is None:
@@ -52,17 +84,23 @@ def build_target_cache(root: str, sam_targets, sampler: ViewSampler, num_samples
                                 "directory or delete this one")
     for part in range(-(-num_samples // shard_size)):
         name = shard_name(0, part)
-        if name in manifest["shards"] and store.shard_problem(name, manifest["shards"][name]) is None:
-            continue
+        if name in manifest["shards"]:
+            problem = store.shard_problem(name, manifest["shards"][name])
+            if problem is None:
+                continue
+            print_log(f"SAM target cache: {problem}; recomputing it", logger="current", level=logging.WARNING)
         ids = range(part * shard_size, min(num_samples, (part + 1) * shard_size))
-        arrays, metas = [], []
+        records, metas = {FIELD: []}, []
         for start in range(0, len(ids), sampler.batch_size):
             chunk = ids[start: start + sampler.batch_size]
             views, keys = sampler.views([sampler.sample(g) for g in chunk])
-            feats = sam_targets.targets(views, keys, token_grid).float().cpu().numpy().astype(DTYPES[dtype])
-            arrays += list(feats)
+            feats = sam_targets.targets(views, keys, token_grid).float().cpu().numpy()
+            if dtype == "int8":
+                feats, scale = quantise_int8(feats)
+                records.setdefault(SCALE, []).extend(scale)
+            records[FIELD] += list(feats.astype(DTYPES[dtype]))
             metas += [{"key": k} for k in keys]
-        atomic_write(store.path(name, ".npy"), records_to_npy({FIELD: arrays}))
+        atomic_write(store.path(name, ".npy"), records_to_npy(records))
         atomic_write(store.path(name, ".json"), canonical_json(metas))
         manifest["shards"][name] = {"samples": len(ids), "bytes": os.path.getsize(store.path(name, ".npy")),
                                     "sha256": sha256_file(store.path(name, ".npy"))}
@@ -100,6 +138,8 @@ class SAMTargetCache:
             self._open[name] = self.store.open_shard(name, self.manifest["shards"][name], REBUILD)
         arr, metas = self._open[name]
         i = g % self.layout["shard_size"]
+        if self.layout["dtype"] == "int8":
+            return dequantise_int8(arr[FIELD][i], arr[SCALE][i]), metas[i]["key"]
         return arr[FIELD][i], metas[i]["key"]
 
     def targets(self, views: torch.Tensor, keys: Sequence[str], token_grid: Tuple[int, int]) -> torch.Tensor:

@@ -4,14 +4,14 @@ Everything random derives from (seed, global sample index): which image (a per-e
 (``augment.sample_view``) and its token mask (``masking.block_mask``); drop path draws from torch's RNG reseeded
 from (seed, step, rank) inside each step (the caller's RNG state is left as it was). So the data and cache position
 is the step counter, and a run resumed from a checkpoint repeats the uninterrupted run bit for bit, on any number
-of ranks. Under torchrun the student is wrapped in DistributedDataParallel (gloo or nccl); rank 0 logs and saves.
+of ranks. With several ranks the student is wrapped for ``strategy`` (``parallel.py``: DDP, or FSDP2 sharded per
+block); checkpoints always hold the full state dict (official names), rank 0 logs and writes.
 Teachers live outside the trained modules: never in the optimizer, never in a checkpoint, always eval mode and
 ``requires_grad=False``.
 """
 from __future__ import annotations
 
 import random
-from contextlib import nullcontext
 from dataclasses import asdict
 from typing import List, Optional, Sequence
 
@@ -25,6 +25,7 @@ from pe_dense.io import atomic_save
 from .augment import ViewSampler, pe_normalise
 from .losses import core_loss, feature_distill_loss, loc_loss, strip_prefix
 from .masking import apply_token_mask, batch_block_masks
+from .parallel import check_strategy, full_state, gradient_sync, load_full_state, wrap_for_strategy
 from .sam_targets import tokens_from_map
 from .settings import AlignSettings
 
@@ -41,8 +42,9 @@ class _StudentTokens(nn.Module):
         self.student, self.projection = student, projection
 
     def forward(self, x: torch.Tensor):
-        tokens = strip_prefix(self.student.forward_features(x), self.student.num_prefix_tokens)
-        return tokens, (self.projection(tokens.float()) if self.projection is not None else None)
+        # a copy, not a view of the output: FSDP2 hooks its backward all-gather on the module's output tensors
+        tokens = strip_prefix(self.student.forward_features(x), self.student.num_prefix_tokens).clone()
+        return tokens, (self.projection(tokens.float()).clone() if self.projection is not None else None)
 
 
 class AlignTrainer:
@@ -54,10 +56,11 @@ class AlignTrainer:
         sam_targets: has ``targets(views in [0, 1], view keys, token grid) -> (B, P, gh, gw)``: a ``SAMTargets``
             module or a cache reader. ``None`` in distillation mode.
         images: a sequence of training images, uint8 (3, H, W) tensors (decoded on access, e.g. ``ImageFolder``).
+        strategy: ``'ddp'`` or ``'fsdp'`` when torch.distributed is initialised with several ranks.
     """
 
     def __init__(self, student: nn.Module, teacher: Optional[nn.Module], sam_targets,
-                 images: Sequence[torch.Tensor], settings: AlignSettings):
+                 images: Sequence[torch.Tensor], settings: AlignSettings, strategy: str = "ddp"):
         from timm.optim import Lamb
 
         self.s = settings
@@ -72,8 +75,15 @@ class AlignTrainer:
         self.projection = None
         if settings.w_feat > 0:
             self.projection = nn.Linear(student.embed_dim, teacher.embed_dim)
-        params = list(student.parameters()) + (list(self.projection.parameters()) if self.projection else [])
-        self.optimizer = Lamb(params, lr=settings.lr, betas=tuple(settings.betas), weight_decay=settings.weight_decay)
+        dist = torch.distributed
+        self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        self.world_size = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        self.strategy = check_strategy(strategy)
+        self.parts = _StudentTokens(student, self.projection)  # the trained modules; FSDP shards them in place
+        self.forward_module = wrap_for_strategy(self.parts, student.blocks, strategy, self.world_size)
+        # after wrapping: FSDP replaces the parameters by sharded ones (student first, then the projection)
+        self.optimizer = Lamb(self.parts.parameters(), lr=settings.lr, betas=tuple(settings.betas),
+                              weight_decay=settings.weight_decay)
         total = max(1, settings.total_steps)
         if settings.schedule == "constant":
             lam = lambda step: 1.0  # noqa: E731
@@ -82,12 +92,6 @@ class AlignTrainer:
         else:
             raise ValueError(f"schedule {settings.schedule!r} is unknown; use 'constant' or 'cosine'")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lam)
-        dist = torch.distributed
-        self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        self.world_size = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-        self.forward_module = _StudentTokens(student, self.projection)
-        if self.world_size > 1:
-            self.forward_module = nn.parallel.DistributedDataParallel(self.forward_module)
         self.data = ViewSampler(self.images, settings.image_size, settings.batch_size, settings.accum_steps,
                                 settings.seed, settings.aspect, settings.flip_p, settings.brightness,
                                 settings.saturation, self.rank, self.world_size)
@@ -153,8 +157,7 @@ class AlignTrainer:
                 samples = self.sample_indices(self.step, micro)
                 views, keys = self.views(samples)
                 last = micro == self.s.accum_steps - 1
-                sync = self.forward_module.no_sync() if self.world_size > 1 and not last else nullcontext()
-                with sync:
+                with gradient_sync(self.forward_module, enabled=last):
                     parts = self.losses(views, keys, [g for g, _ in samples])
                     (parts["loss"] / self.s.accum_steps).backward()
                 for k, v in parts.items():
@@ -177,32 +180,49 @@ class AlignTrainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
-        """Student, projection, optimizer, schedule, step and every RNG; never a teacher."""
-        return {"student": self.student.state_dict(),
-                "projection": self.projection.state_dict() if self.projection else None,
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "step": self.step, "settings": asdict(self.s),
+        """Student (full, official names), projection, optimizer (keyed by parameter name), schedule, step and
+        every RNG; never a teacher. Collective under FSDP (every rank calls it; rank 0 gets the tensors)."""
+        model, optim = full_state(self.parts, self.optimizer)
+        return {"student": _strip(model, "student."), "projection": _strip(model, "projection.") or None,
+                "optimizer": optim, "scheduler": self.scheduler.state_dict(),
+                "step": self.step, "settings": asdict(self.s), "strategy": self.strategy, "world_size": self.world_size,
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}}
 
+    def student_state_dict(self) -> dict:
+        """The student's full weights (official PE names; on rank 0 under FSDP; collective)."""
+        return _strip(full_state(self.parts, self.optimizer)[0], "student.")
+
     def save_checkpoint(self, path: str) -> None:
-        """Rank 0 writes (atomically); the ranks hold identical weights after every step."""
+        """Every rank gathers, rank 0 writes atomically; the others wait so no rank runs ahead of the file."""
+        state = self.state_dict()
         if self.rank == 0:
-            atomic_save(self.state_dict(), path)
+            atomic_save(state, path)
         if self.world_size > 1:
             torch.distributed.barrier()
 
     def load_checkpoint(self, path: str) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state["settings"] != asdict(self.s):
-            diff = {k: (v, asdict(self.s).get(k)) for k, v in state["settings"].items() if asdict(self.s).get(k) != v}
-            raise ValueError(f"{path} was written with other settings (checkpoint vs now: {diff}); resume with the "
-                             "same config or start a new work dir")
-        self.student.load_state_dict(state["student"], strict=True)
-        if self.projection is not None:
-            self.projection.load_state_dict(state["projection"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        """Resume (every rank reads the file). Another number of ranks is fine if batch_size x ranks is unchanged:
+        the samples of a step are numbered globally, so the data and cache position carry over."""
+        from pe_dense.models.checkpoint import torch_load_checked
+
+        state = torch_load_checked(path, trusted=True)  # our own file: it pickles numpy's RNG state
+        saved, now = dict(state["settings"]), asdict(self.s)
+        global_batch = saved["batch_size"] * state.get("world_size", 1)
+        if global_batch == now["batch_size"] * self.world_size:
+            saved["batch_size"] = now["batch_size"]
+        if saved != now:
+            diff = {k: (v, now.get(k)) for k, v in saved.items() if now.get(k) != v}
+            raise ValueError(f"{path} was written with other settings (checkpoint vs now: {diff}; batch_size x "
+                             f"ranks was {global_batch}); resume with the same config or start a new work dir")
+        model = {f"student.{k}": v for k, v in state["student"].items()}
+        model.update({f"projection.{k}": v for k, v in (state["projection"] or {}).items()})
+        load_full_state(self.parts, self.optimizer, model, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = state["step"]
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
+
+
+def _strip(sd: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}

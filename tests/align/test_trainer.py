@@ -141,3 +141,18 @@ def test_activation_checkpointing_gives_the_same_step(photos, sam_targets):
     assert a["loss"] == b["loss"]
     for (k, p), q in zip(plain.student.state_dict().items(), ckpt.student.state_dict().values()):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7, msg=k)
+
+
+def test_truncated_checkpoint_is_named_and_other_global_batch_refused(photos, sam_targets, tmp_path):
+    from pe_dense.models.checkpoint import CheckpointReadError
+
+    t = _trainer(photos, sam_targets)
+    t.train(1)
+    path = tmp_path / "latest.pth"
+    t.save_checkpoint(str(path))
+    # batch_size x ranks must stay the same (the sample numbering is global); 1 rank x 1 != 1 rank x 2
+    with pytest.raises(ValueError, match="other settings.*batch_size.*batch_size x ranks was 2"):
+        _trainer(photos, sam_targets, batch_size=1).load_checkpoint(str(path))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # e.g. a copy cut short
+    with pytest.raises(CheckpointReadError, match=f"{path}.*truncated"):
+        _trainer(photos, sam_targets).load_checkpoint(str(path))
