@@ -36,6 +36,10 @@ model = dict(
     # DETA: per level the top 1000 proposals, NMS 0.9 per level, the best Q/L of each level, padded to Q.
     # None = Deformable DETR's global top-Q.
     query_selection=dict(pre_nms_topk=1000, nms_iou=0.9),
+    # Deformable attention samples 8192 queries at a time: the same numbers, but mmcv's PyTorch path (CPU, exports)
+    # no longer holds every query's sampled values at once (DETA-G at 1824 px: 4.8 -> 1.3 GB, benchmarks/memory.py).
+    # mmcv's CUDA kernel never materialises them; there chunks only add launches. None = mmcv's module as is.
+    msda_query_chunk=8192,
     data_preprocessor=dict(
         # = pe_dense.mm.PE_DATA_PREPROCESSOR (PE's own normalisation). The released DETA-G used ImageNet mean/std
         # (its datasets hard-code them); deta_pe_g14_*.py switch to those.
