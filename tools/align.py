@@ -11,6 +11,7 @@ The trained student is written to WORK_DIR/student.pt in the official PE layout 
 PEBackbone, and timm through tools/convert_checkpoint.py).
 """
 import argparse
+import sys
 
 
 def parse_args(argv=None):
@@ -45,4 +46,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from pe_dense.cli import run_cli
+
+    sys.exit(run_cli(main))

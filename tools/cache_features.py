@@ -12,6 +12,7 @@ model, checkpoint, layer set, input size, preprocessing, dataset, pipeline or se
 """
 import argparse
 import logging
+import sys
 
 
 def parse_args(argv=None):
@@ -52,4 +53,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from pe_dense.cli import run_cli
+
+    sys.exit(run_cli(main))

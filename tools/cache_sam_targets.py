@@ -12,6 +12,7 @@ size: per-token scale, dequantised on read). An interrupted build (even kill -9)
 byte-identical to an uninterrupted one; a truncated shard is named and recomputed. One build per directory.
 """
 import argparse
+import sys
 
 
 def parse_args(argv=None):
@@ -34,4 +35,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from pe_dense.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -34,16 +34,27 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from pe_dense.io import atomic_save
-    from pe_dense.models.checkpoint import read_checkpoint_file
+    from pe_dense.models.checkpoint import read_checkpoint_file, require_pe_tower, unwrap_state_dict
 
+    if os.path.isdir(args.dst):
+        raise IsADirectoryError(f"output {args.dst!r} is a directory; give a file name such as "
+                                f"{os.path.join(args.dst, 'converted.pth')}")
+    if not args.dst.endswith((".pt", ".pth", ".safetensors")):
+        raise SystemExit(f"output {args.dst!r} must end with .pt, .pth or .safetensors")
     obj = read_checkpoint_file(args.src, trusted=args.trusted)
     if args.kind == "pe":
         from pe_dense.convert.pe import convert_pe_checkpoint
+        require_pe_tower(unwrap_state_dict(obj), args.src)  # a detector file needs --kind
         sd = convert_pe_checkpoint(obj, to=args.to, patch_size=args.patch_size, pos_grid=args.pos_grid)
         atomic_save(sd, args.dst)
     else:
+        from pe_dense.errors import PEDenseError
+
         module, fn = DETECTOR_CONVERTERS[args.kind]
-        sd = getattr(importlib.import_module(module), fn)(obj)
+        try:
+            sd = getattr(importlib.import_module(module), fn)(obj)
+        except PEDenseError as err:  # the converters describe the content; name the file too
+            raise type(err)(f"{args.src}: {err.args[0] if err.args else err}") from err
         meta = {"converted_from": os.path.basename(args.src), "kind": args.kind}
         atomic_save(sd if args.dst.endswith(".safetensors") else {"state_dict": sd, "meta": meta}, args.dst)
     print(f"wrote {len(sd)} tensors to {args.dst}")
@@ -51,4 +62,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pe_dense.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -10,6 +10,7 @@ Trains configs/align/demo_align_tiny.py, logs both losses, and writes
 """
 import argparse
 import os
+import sys
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "align", "demo_align_tiny.py")
 
@@ -30,4 +31,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from pe_dense.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -73,4 +73,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pe_dense.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -184,4 +184,6 @@ def _size(res):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pe_dense.cli import run_cli
+
+    sys.exit(run_cli(main))

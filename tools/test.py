@@ -14,6 +14,7 @@ A released detectron2 checkpoint must be converted first (tools/convert_checkpoi
 import argparse
 import numbers
 import os
+import sys
 
 DEFAULT_SCORE_THR = 0.3
 
@@ -58,9 +59,8 @@ def main(argv=None):
     args = parse_args(argv)
     from pe_dense.engine import build_runner
     from pe_dense.engine.runner import build_config, check_checkpoint_fits, test
+    from pe_dense.models.checkpoint import check_checkpoint_file
 
-    if not os.path.isfile(args.checkpoint):
-        raise SystemExit(f"checkpoint {args.checkpoint!r} not found")
     cfg = build_config(args.config, args.cfg_options, work_dir=args.work_dir, launcher=args.launcher,
                        load_from=args.checkpoint, tta=args.tta)
     detection = cfg.get("default_scope") == "mmdet"
@@ -78,6 +78,10 @@ def main(argv=None):
         if detection:
             vis.update(score_thr=DEFAULT_SCORE_THR if args.score_thr is None else args.score_thr)
     dump = dump_metric(cfg, args.out, detection) if args.out else None
+    check_checkpoint_file(args.checkpoint)  # missing, empty or truncated: named before anything is built
+    if detection:
+        from pe_dense.engine.data_checks import check_config_annotations
+        check_config_annotations(cfg, ("test_dataloader",))
     runner = build_runner(cfg)
     check_checkpoint_fits(runner.model, args.checkpoint)  # mmengine would only warn
     if args.out:
@@ -88,4 +92,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from pe_dense.cli import run_cli
+
+    sys.exit(run_cli(main))

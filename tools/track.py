@@ -53,6 +53,22 @@ def load_config(args) -> Config:
     return cfg
 
 
+def read_label_png_checked(path: str):
+    """``read_label_png`` whose decoder failures (PIL's OSErrors) name the file and the fix."""
+    from pe_dense.data.images import BadImageError
+    from pe_dense.tracking.video import read_label_png
+
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"mask {path!r} is a directory; pass the label PNG of the first frame")
+    try:
+        return read_label_png(path)
+    except (OSError, SyntaxError) as err:  # PIL: UnidentifiedImageError, "image file is truncated", bad chunks
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise BadImageError(f"mask {path!r} is not a readable PNG ({err}); save the mask again as a palette ('P') "
+                            "or grey-level PNG") from err
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -61,7 +77,7 @@ def main(argv=None) -> int:
     from pe_dense.tracking.features import FeatureExtractor, build_model
     from pe_dense.tracking.metrics import JFResult, format_table, write_tables
     from pe_dense.tracking.pipeline import run_davis, run_video
-    from pe_dense.tracking.video import open_frames, read_label_png
+    from pe_dense.tracking.video import open_frames
 
     model = build_model(cfg.model.name, cfg.model.checkpoint, cfg.model.overrides)
     extractor = FeatureExtractor(model, layer=cfg.model.layer, batch_size=cfg.features.batch_size,
@@ -74,14 +90,14 @@ def main(argv=None) -> int:
         result = run_davis(args.davis, extractor, cfg, args.out_dir, sequences=args.sequences, progress=progress)
     else:
         source = open_frames(args.video)
-        first_mask, palette = read_label_png(args.first_mask)
+        first_mask, palette = read_label_png_checked(args.first_mask)
         gt = None
         if args.gt_dir:
             pngs = sorted(f for f in os.listdir(args.gt_dir) if f.lower().endswith(".png"))
             if len(pngs) != len(source):
                 raise SystemExit(f"--gt-dir has {len(pngs)} PNGs but the video has {len(source)} frames: give one "
                                  "ground-truth PNG per frame, named in frame order")
-            gt = [read_label_png(os.path.join(args.gt_dir, f))[0] for f in pngs]
+            gt = [read_label_png_checked(os.path.join(args.gt_dir, f))[0] for f in pngs]
         name = os.path.splitext(os.path.basename(os.path.normpath(args.video)))[0]
         res = run_video(source, first_mask, extractor, cfg, args.out_dir, name, palette=palette, gt=gt,
                         progress=progress)
@@ -104,4 +120,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pe_dense.cli import run_cli
+
+    sys.exit(run_cli(main))

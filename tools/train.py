@@ -13,6 +13,7 @@ For G: --grad-checkpointing (activation checkpointing per block, as the recipe) 
 """
 import argparse
 import os
+import sys
 
 
 def parse_args(argv=None):
@@ -41,13 +42,22 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from pe_dense.engine.runner import build_config, train
+    from pe_dense.models.checkpoint import check_checkpoint_file
 
+    for path in (args.load_from, None if args.resume == "auto" else args.resume):
+        if path:
+            check_checkpoint_file(path)  # missing, empty or truncated: named before anything is built
     cfg = build_config(args.config, args.cfg_options, work_dir=args.work_dir, launcher=args.launcher,
                        amp=args.amp, resume=args.resume, load_from=args.load_from,
                        grad_checkpointing=args.grad_checkpointing, strategy=args.strategy,
                        auto_scale_lr=args.auto_scale_lr)
+    if cfg.get("default_scope") == "mmdet":
+        from pe_dense.engine.data_checks import check_config_annotations
+        check_config_annotations(cfg, ("train_dataloader", "val_dataloader"))
     train(cfg)
 
 
 if __name__ == "__main__":
-    main()
+    from pe_dense.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -13,8 +13,10 @@ from mmseg.datasets.transforms import LoadDepthAnnotation
 from mmseg.registry import TRANSFORMS
 from mmseg.utils import datafrombytes
 
+from pe_dense.errors import PEDenseError
 
-class DepthDataError(ValueError):
+
+class DepthDataError(PEDenseError, ValueError):
     """A depth annotation that cannot be a uint16-millimetre depth map of its photo."""
 
 

@@ -13,16 +13,18 @@ import numpy as np
 from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.registry import TRANSFORMS
 
+from pe_dense.errors import PEDenseError
 
-class MissingLabelError(FileNotFoundError):
+
+class MissingLabelError(PEDenseError, FileNotFoundError):
     """An image has no (readable) label PNG."""
 
 
-class LabelSizeMismatchError(ValueError):
+class LabelSizeMismatchError(PEDenseError, ValueError):
     """A label PNG's size differs from its image's."""
 
 
-class LabelOutOfRangeError(ValueError):
+class LabelOutOfRangeError(PEDenseError, ValueError):
     """A label PNG holds values that are neither a class nor the ignore index."""
 
 

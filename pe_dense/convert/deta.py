@@ -48,6 +48,8 @@ from typing import Dict, Mapping, Optional
 
 import torch
 
+from pe_dense.errors import PEDenseError
+
 StateDict = Dict[str, torch.Tensor]
 
 # COCO category ids of mmdet's 80 CocoDataset classes, in its order (ids 12, 26, 29, 30, 45, 66, 68, 69, 71, 83
@@ -66,12 +68,20 @@ _TRANSFORMER_TOP = {"level_embed": "level_embed", "enc_output": "memory_trans_fc
 _NUM_BACKBONE_LEVELS = 3  # p3 (fpn1), p4, p5 feed input_proj 0..2; input_proj 3.. are the extra stride-2 levels
 
 
+class NotADETACheckpoint(PEDenseError, ValueError):
+    """The file given to the DETA converter is not a DETA checkpoint (the message says what it looks like)."""
+
+
+class UnexpectedDETAKey(NotADETACheckpoint, KeyError):
+    """A key the DETA layout does not have (a ``KeyError`` as before, and a :class:`NotADETACheckpoint`)."""
+
+
 def unwrap_deta_checkpoint(obj) -> StateDict:
     """The model state dict of a DETA training file (``{'model': ..., 'optimizer': ..., ...}``) or a flat dict."""
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not obj:
-        raise ValueError("expected a DETA checkpoint ({'model': state_dict, ...}) or its state dict")
+        raise NotADETACheckpoint("expected a DETA checkpoint ({'model': state_dict, ...}) or its state dict")
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
 
 
@@ -113,8 +123,8 @@ def _map_key(key: str) -> Optional[str]:
     m = re.fullmatch(r"bbox_embed\.(\d+)\.layers\.(\d+)\.(weight|bias)", key)
     if m:
         return f"bbox_head.reg_branches.{m.group(1)}.{2 * int(m.group(2))}.{m.group(3)}"
-    raise KeyError(f"unexpected key {key!r} in a DETA checkpoint: is this the released deta_coco_1824pix.pth "
-                   "(or a DETA-layout file)? Mask R-CNN files convert with the detectron2 converter")
+    raise UnexpectedDETAKey(f"unexpected key {key!r} in a DETA checkpoint: is this the released deta_coco_1824pix.pth "
+                            "(or a DETA-layout file)? Mask R-CNN files convert with --kind d2-mask-rcnn")
 
 
 def _check_duplicates(sd: StateDict) -> None:
@@ -123,8 +133,8 @@ def _check_duplicates(sd: StateDict) -> None:
         if key.startswith("transformer.decoder.class_embed.") or key.startswith("transformer.decoder.bbox_embed."):
             twin = key[len("transformer.decoder."):]
             if twin in sd and not torch.equal(sd[twin], value):
-                raise ValueError(f"{key} differs from {twin}; in DETA they are one module, so this file was edited "
-                                 "or is not a DETA checkpoint")
+                raise NotADETACheckpoint(f"{key} differs from {twin}; in DETA they are one module, so this file was "
+                                         "edited or is not a DETA checkpoint")
 
 
 def convert_deta_checkpoint(state_dict, classes: Optional[str] = "coco80") -> StateDict:

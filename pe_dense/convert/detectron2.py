@@ -44,6 +44,8 @@ from typing import Dict, Optional
 
 import torch
 
+from pe_dense.errors import PEDenseError
+
 StateDict = Dict[str, torch.Tensor]
 
 # simfp level -> (our stage index, index of its 1x1 lateral conv (resampling layers, incl. parameter-free GELU and
@@ -67,7 +69,7 @@ _NORMED_CONVS = [
 ]
 
 
-class NotADetectron2MaskRCNN(ValueError):
+class NotADetectron2MaskRCNN(PEDenseError, ValueError):
     pass
 
 

@@ -1,4 +1,10 @@
-"""Reading images robustly and preprocessing them the way PE was trained (RGB, bilinear resize, mean=std=0.5)."""
+"""Reading images robustly and preprocessing them the way PE was trained (RGB, bilinear resize, mean=std=0.5).
+
+:func:`read_rgb` decodes like the training pipelines (mmcv's ``LoadImageFromFile``, ``color_type='color'``, OpenCV's
+``IMREAD_COLOR``), so a photo gives the same pixels in a demo as in training: EXIF orientation applied, grayscale
+replicated to 3 channels, alpha DROPPED (not composited: the colour under transparent pixels is kept, as mmcv and
+PIL's ``convert('RGB')`` do), 16-bit scaled to 8-bit (high byte), CMYK converted to RGB.
+"""
 from __future__ import annotations
 
 import os
@@ -8,11 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pe_dense.errors import PEDenseError
+
 PE_MEAN = PE_STD = (0.5, 0.5, 0.5)
 
 
-class BadImageError(ValueError):
-    pass
+class BadImageError(PEDenseError, ValueError):
+    """An image file or array that cannot be used; the message names it and the fix."""
 
 
 def to_rgb(img: np.ndarray, source: str = "image") -> np.ndarray:
@@ -32,18 +40,34 @@ def to_rgb(img: np.ndarray, source: str = "image") -> np.ndarray:
 
 
 def read_rgb(path: str) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 RGB, with a clear error for missing or undecodable files."""
+    """Read an image file as HxWx3 uint8 RGB (see the module doc), with one clear error for a missing, empty,
+    truncated, undecodable file or a directory."""
     import cv2
 
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"image {path!r} is a directory; pass an image file (e.g. {path}/photo.jpg)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image {path!r} does not exist")
     data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if data.size == 0:
+        raise BadImageError(f"image {path!r} is empty (0 bytes); copy it again or remove it")
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)  # this OpenCV returns None for truncated JPEG/PNG too (tested)
     if img is None:
-        raise BadImageError(f"image {path!r} could not be decoded (corrupt or not an image); remove or replace it")
-    if img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.shape[-1] == 4 else cv2.COLOR_BGR2RGB)
-    return to_rgb(img, path)
+        reason = truncation_reason(data.tobytes()) or "corrupt, or not an image format OpenCV reads"
+        raise BadImageError(f"image {path!r} could not be decoded ({reason}); replace it with a valid JPEG/PNG "
+                            "or remove it")
+    return to_rgb(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), path)
+
+
+def truncation_reason(data: bytes) -> str:
+    """Why an undecodable JPEG/PNG byte string looks cut short ('' if not), for the error message only: a complete
+    JPEG has its end-of-image marker after its last start-of-scan (an EXIF thumbnail's come before both), a
+    complete PNG ends in IEND. Data appended after the image (motion photos) can fool it, so it never decides."""
+    if data[:2] == b"\xff\xd8" and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+        return "truncated JPEG: no end-of-image marker after the last scan"
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-64:]:
+        return "truncated PNG: no IEND chunk at the end"
+    return ""
 
 
 def preprocess(img: np.ndarray, size: Union[int, Tuple[int, int]]) -> torch.Tensor:

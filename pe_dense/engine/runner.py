@@ -15,7 +15,12 @@ from typing import Any, Iterator, Optional
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import FUNCTIONS
 
+from pe_dense.errors import PEDenseError
+
 from .checkpoint_io import allow_mmengine_checkpoint_types
+from .distributed import setup_distributed
+from .fsdp import PEFSDPStrategy  # noqa: F401  registers the strategy --strategy fsdp selects
+from .resume_checks import check_resume_checkpoint
 
 DATA_ENV = "PE_DENSE_DATA"
 
@@ -66,6 +71,9 @@ def build_config(config: str, cfg_options: Optional[dict] = None, work_dir: Opti
         for key in list(cfg.keys()):
             if key != "data_root":
                 cfg[key] = _reroot(cfg[key], old_root, new_root)
+    if cfg.get("runner_type") == "CustomCocoRunner":  # configs/finetune: data keys and classes from the command line
+        from .custom_coco import resolve_custom_dataset
+        resolve_custom_dataset(cfg, missing_ok=True)
 
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -90,7 +98,10 @@ def build_config(config: str, cfg_options: Optional[dict] = None, work_dir: Opti
     if strategy == "fsdp":
         # FlexibleRunner builds the optimizer through the strategy; the config's optim_wrapper is reused.
         cfg.runner_type = "FlexibleRunner"
-        cfg.strategy = ConfigDict(type="FSDPStrategy",
+        # state_dict_cfg='full': checkpoints are single files gathered on rank 0 (mmengine's default 'local'
+        # writes one shard per rank into a folder), so --resume works with any world size or without FSDP.
+        # PEFSDPStrategy: mmengine's FSDPStrategy, clipping by the full gradient's norm and resumable (fsdp.py).
+        cfg.strategy = ConfigDict(type="PEFSDPStrategy", state_dict_cfg="full",
                                   model_wrapper=dict(auto_wrap_policy=dict(type="pe_block_wrap_policy")))
     elif strategy != "default":
         raise ValueError(f"unknown strategy {strategy!r}; use 'default' (DDP when distributed) or 'fsdp'")
@@ -137,6 +148,8 @@ def build_runner(cfg: Config):
     allow_mmengine_checkpoint_types()
     setup_cache_size_limit_of_dynamo()
     check_data_root(cfg)
+    setup_distributed(cfg)  # our process group (gloo without GPUs) before mmengine's CUDA-only init_dist
+    check_resume_checkpoint(cfg)  # a truncated checkpoint is named with the one to resume from instead
     if "runner_type" in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
@@ -183,8 +196,8 @@ def test(cfg: Config, runner=None) -> dict:
         return runner.test()
 
 
-class CheckpointMismatch(ValueError):
-    pass
+class CheckpointMismatch(PEDenseError, ValueError):
+    """A checkpoint whose keys or shapes do not fit the config's model (tools print it as one error)."""
 
 
 def check_checkpoint_fits(model, path: str, max_listed: int = 8) -> None:
@@ -194,10 +207,10 @@ def check_checkpoint_fits(model, path: str, max_listed: int = 8) -> None:
     mmengine's ``load_from`` only warns about missing or unexpected keys, so evaluating a checkpoint of another
     model (a released detectron2/DETA file, another size) would silently score random heads.
     """
-    import torch
+    from pe_dense.models.checkpoint import torch_load_checked
 
     allow_mmengine_checkpoint_types()
-    obj = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    obj = torch_load_checked(path, mmap=True)  # truncated/foreign/untrusted files: named errors
     sd = obj.get("state_dict", obj.get("model", obj)) if isinstance(obj, dict) else obj
     if not isinstance(sd, dict):
         raise CheckpointMismatch(f"{path} holds no state dict (got {type(sd).__name__})")

@@ -23,13 +23,14 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from pe_dense.errors import PEDenseError
 from pe_dense.io import atomic_write_bytes
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
-class FeatureCacheError(RuntimeError):
+class FeatureCacheError(PEDenseError, RuntimeError):
     """A cache that is missing, incomplete, damaged or was built for another setting."""
 
 

@@ -75,7 +75,7 @@ class PEBackbone(PEVisionTransformer):
         sd = load_state_dict_file(self.checkpoint)
         own = self.state_dict()
         sd = {k: v for k, v in sd.items() if k in own or k.split(".")[0] not in ("attn_pool", "proj", "ln_post")}
-        load_pe_checkpoint(self, sd, strict=True)
+        load_pe_checkpoint(self, sd, strict=True, source=self.checkpoint)
 
     def train(self, mode: bool = True):
         return super().train(mode and not self.frozen)

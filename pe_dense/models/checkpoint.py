@@ -7,10 +7,14 @@ does) and ``.safetensors``; each in the official layout or in timm's (``vit_pe_*
 from __future__ import annotations
 
 import os
+import pickle
 import re
+import zipfile
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
+
+from pe_dense.errors import PEDenseError
 
 from .configs import PE_CONFIGS, PEConfig
 
@@ -103,25 +107,78 @@ def timm_to_official(sd: StateDict) -> StateDict:
     return out
 
 
+class CheckpointReadError(PEDenseError, ValueError):
+    """A checkpoint file that is empty, truncated or not a checkpoint at all."""
+
+
+class UntrustedCheckpointError(PEDenseError, RuntimeError):
+    """A torch file that pickles objects besides tensors, refused by the weights-only loader."""
+
+
 def read_checkpoint_file(path: str, trusted: bool = False) -> dict:
     """Load a ``.pt``/``.pth``/``.safetensors`` file onto the CPU.
 
     Torch files load with ``weights_only=True`` unless ``trusted=True`` (needed for training checkpoints that
     pickle optimizer arguments; only for files you made or trust).
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist; PE weights must be local files "
-                                "(download them once, then pass checkpoint=PATH)")
+    check_checkpoint_file(path)
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
-        return load_file(path, device="cpu")
+        try:
+            return load_file(path, device="cpu")
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own types; named with the file
+            raise CheckpointReadError(f"checkpoint {path} is not a readable .safetensors file ({err}); it is "
+                                      "truncated or corrupt: copy or convert it again") from err
+    return torch_load_checked(path, trusted=trusted)
+
+
+def check_checkpoint_file(path: str) -> None:
+    """Cheap checks before loading: the path is a file, not empty, and a zip-format torch file is complete.
+
+    torch reports these as ``OSError: [Errno 22] Invalid argument``, ``EOFError`` or an internal zip-reader
+    error without the file name; a truncated zip has lost its central directory, found at the end.
+    """
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"checkpoint {path!r} is a directory; pass the .pt/.pth/.safetensors file in it")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path!r} not found; PE weights must be local files (download them "
+                                "once, then pass the path)")
+    if os.path.getsize(path) == 0:
+        raise CheckpointReadError(f"checkpoint {path} is empty (0 bytes): an interrupted download or copy; fetch it "
+                                  "again")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        raise CheckpointReadError(f"checkpoint {path} is truncated ({os.path.getsize(path)} bytes, its zip "
+                                  "directory is missing): an interrupted download, copy or save; fetch or write it "
+                                  "again (training checkpoints: resume from the previous one)")
+    if not path.endswith(".safetensors") and head != b"PK\x03\x04" and head[:1] != b"\x80":
+        raise CheckpointReadError(f"checkpoint {path} is not a torch file (it starts with {head!r}, neither a zip "
+                                  "archive nor a pickle); pass a .pt/.pth written by torch.save or a .safetensors file")
+
+
+def torch_load_checked(path: str, trusted: bool = False, **kwargs):
+    """``torch.load`` on the CPU whose failures name the file and the fix (kwargs: e.g. ``mmap=True``)."""
+    check_checkpoint_file(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trusted)
-    except Exception as err:  # noqa: BLE001 - re-raised with the fix
-        if not trusted and "weights_only" in str(err).lower():
-            raise RuntimeError(f"{path} holds pickled objects besides tensors; if you trust this file, load it "
-                               "with trusted=True (tools: --trusted)") from err
-        raise
+        return torch.load(path, map_location="cpu", weights_only=not trusted, **kwargs)
+    except pickle.UnpicklingError as err:
+        if not trusted and "weights only load failed" in str(err).lower():
+            msg = str(err)
+            needs = msg.split("Unsupported global:")[1].split("was not an allowed")[0].strip() \
+                if "Unsupported global:" in msg else "objects the weights-only loader refuses"
+            raise UntrustedCheckpointError(
+                f"{path} holds pickled objects besides tensors ({needs[:120]}), which could run code when loaded. "
+                "If you trust this file, pass --trusted to the tool (tools/convert_checkpoint.py SRC DST --trusted "
+                "writes a tensors-only copy) or trusted=True in Python") from err
+        raise CheckpointReadError(f"checkpoint {path} cannot be unpickled ({err}); it is corrupt or not a torch "
+                                  "checkpoint: fetch or write it again") from err
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError) as err:
+        if isinstance(err, (FileNotFoundError, PermissionError)):
+            raise
+        raise CheckpointReadError(f"checkpoint {path} is not a readable torch file ({type(err).__name__}: "
+                                  f"{str(err).splitlines()[0][:200] if str(err) else 'no detail'}); it is truncated, "
+                                  "corrupt or another format: fetch or write it again") from err
 
 
 def unwrap_state_dict(obj: dict) -> StateDict:
@@ -167,18 +224,44 @@ def _short(keys: Iterable, n: int = 12) -> str:
     return ", ".join(map(str, keys[:n])) + more
 
 
-class CheckpointMismatchError(RuntimeError):
-    pass
+class CheckpointMismatchError(PEDenseError, RuntimeError):
+    """A checkpoint whose keys or shapes do not fit the model; lists them and names the likely config."""
 
 
-def load_pe_checkpoint(model, path_or_sd, strict: bool = True, trusted: bool = False):
-    """Load weights into a :class:`PEVisionTransformer`; on mismatch raise one error naming every problem."""
-    sd = load_state_dict_file(path_or_sd, trusted) if isinstance(path_or_sd, str) else unwrap_state_dict(path_or_sd)
+def foreign_layout_hint(sd: StateDict) -> Optional[str]:
+    """The fix for a detector checkpoint of another framework passed where a PE tower is expected."""
+    if any(k.startswith(("backbone.net.", "backbone.simfp_", "roi_heads.", "proposal_generator.")) for k in sd):
+        return ("this is a detectron2 Mask R-CNN checkpoint: convert it with tools/convert_checkpoint.py SRC DST "
+                "--kind d2-mask-rcnn --trusted, then load DST in an mmdet config (its backbone.* keys are the tower)")
+    if any(k.startswith(("backbone.0.body.", "transformer.decoder.")) for k in sd):
+        return ("this is a DETA checkpoint: convert it with tools/convert_checkpoint.py SRC DST --kind deta --trusted, "
+                "then load DST in a DETA config")
+    if any(k.startswith("backbone.conv1.") for k in sd):
+        return ("this is a pe_dense detector/probe checkpoint: its tower is under backbone.*; load it with the "
+                "config it was trained with (tools/test.py) or keep the backbone.* keys without the prefix")
+    return None
+
+
+def require_pe_tower(sd: StateDict, source: str) -> None:
+    """Refuse a state dict that is not a PE vision tower (e.g. a detector file given to the tower converter)."""
+    if "conv1.weight" not in sd or not any(k.startswith("transformer.resblocks.") for k in sd):
+        hint = foreign_layout_hint(sd) or ("expected the official PE names (conv1.weight, transformer.resblocks.*) "
+                                           "or timm's (patch_embed.proj.weight, blocks.*)")
+        raise CheckpointMismatchError(f"{source} is not a PE vision tower checkpoint (keys: {_short(sorted(sd), 6)}); "
+                                      f"{hint}")
+
+
+def load_pe_checkpoint(model, path_or_sd, strict: bool = True, trusted: bool = False, source: Optional[str] = None):
+    """Load weights into a :class:`PEVisionTransformer`; on mismatch raise one error naming every problem (and the
+    file: ``path_or_sd`` if it is a path, else ``source``)."""
+    from_file = isinstance(path_or_sd, str)
+    sd = load_state_dict_file(path_or_sd, trusted) if from_file else unwrap_state_dict(path_or_sd)
+    source = path_or_sd if from_file else (source or "(state dict)")
     missing, unexpected, shapes = state_dict_mismatch(model.state_dict(), sd)
     if shapes or (strict and (missing or unexpected)):
         guess = guess_config(sd)
-        lines = [f"checkpoint does not fit {model.cfg.name} (width {model.cfg.width}, {model.cfg.layers} blocks, "
-                 f"patch {model.cfg.patch_size}):"]
+        lines = [f"checkpoint {source} does not fit {model.cfg.name} (width {model.cfg.width}, "
+                 f"{model.cfg.layers} blocks, patch {model.cfg.patch_size}):"]
         if missing:
             lines.append(f"  missing keys ({len(missing)}): {_short(missing)}")
         if unexpected:
@@ -186,7 +269,10 @@ def load_pe_checkpoint(model, path_or_sd, strict: bool = True, trusted: bool = F
         if shapes:
             lines.append("  mis-shaped keys (checkpoint vs model): "
                          + _short(f"{k} {a} vs {b}" for k, a, b in shapes))
-        if guess is not None:
+        hint = foreign_layout_hint(sd)
+        if hint is not None:
+            lines.append(f"  {hint}")
+        elif guess is not None:
             lines.append(f"  the file looks like {guess.name}: build that config, or convert the file with "
                          "tools/convert_checkpoint.py (e.g. --patch-size 16 for patch-14 kernels)")
         raise CheckpointMismatchError("\n".join(lines))

@@ -76,7 +76,8 @@ def test_switches():
     assert cfg.optim_wrapper.type == "AmpOptimWrapper" and cfg.optim_wrapper.loss_scale == "dynamic"
     assert cfg.resume is True and cfg.load_from is None and cfg.work_dir == "/tmp/wd"
     assert cfg.model.backbone.grad_checkpointing is True
-    assert cfg.runner_type == "FlexibleRunner" and cfg.strategy.type == "FSDPStrategy"
+    assert cfg.runner_type == "FlexibleRunner" and cfg.strategy.type == "PEFSDPStrategy"  # pe_dense/engine/fsdp.py
+    assert cfg.strategy.state_dict_cfg == "full"  # one checkpoint file, resumable at any world size
     assert cfg.strategy.model_wrapper.auto_wrap_policy.type == "pe_block_wrap_policy"
     cfg = cfg_of("mask_rcnn_pe_g14_coco.py", resume="/x/iter_10.pth")
     assert cfg.resume is True and cfg.load_from == "/x/iter_10.pth"
