@@ -10,6 +10,10 @@ shard by a different factor: the update is not the clipped full gradient, and it
 Resuming: mmengine calls ``FSDP.optim_state_dict_to_load(state_dict, model, optimizer)``, torch 2.0's argument
 order; torch >= 2.1 takes ``(model, optim, optim_state_dict)``, so every FSDP resume fails (``TypeError:
 unhashable type: 'dict'``). :class:`PEFSDPStrategy` passes them by name.
+
+Saving: with ``state_dict_cfg='full'`` mmengine writes rank 0's file in place; a crash mid-write would leave a
+truncated checkpoint under the final name. :class:`PEFSDPStrategy` writes it beside and renames it, like the atomic
+file backend the DDP path uses.
 """
 from __future__ import annotations
 
@@ -18,9 +22,12 @@ from typing import Iterable, Union
 import torch
 import torch.distributed as dist
 from mmengine._strategy import FSDPStrategy
+from mmengine.dist import is_main_process
 from mmengine.optim import OptimWrapper
 from mmengine.registry import STRATEGIES
 from torch.distributed.fsdp import FullyShardedDataParallel
+
+from pe_dense.io import temp_then_replace
 
 
 def sharded_clip_grad_norm_(parameters: Union[torch.Tensor, Iterable[torch.Tensor]], max_norm: float,
@@ -54,7 +61,14 @@ def sharded_clip_grad_norm_(parameters: Union[torch.Tensor, Iterable[torch.Tenso
 @STRATEGIES.register_module()
 class PEFSDPStrategy(FSDPStrategy):
     """mmengine's ``FSDPStrategy`` whose optimizer wrappers clip by the norm of the full (sharded) gradient and
-    whose resume loads the optimizer state with torch's current ``optim_state_dict_to_load`` signature."""
+    whose resume loads the optimizer state with torch's current ``optim_state_dict_to_load`` signature, and
+    whose full checkpoints are written atomically."""
+
+    def save_checkpoint(self, filename: str, **kwargs) -> None:
+        if not self._is_full_state_dict() or not is_main_process():
+            return super().save_checkpoint(filename, **kwargs)  # gathers (all ranks); sharded: a folder per rank
+        with temp_then_replace(filename) as tmp:
+            super().save_checkpoint(tmp, **kwargs)
 
     def build_optim_wrapper(self, optim_wrapper, model=None):
         wrapper = super().build_optim_wrapper(optim_wrapper, model)

@@ -78,3 +78,35 @@ def test_fsdp_one_and_two_ranks_train_alike_and_full_checkpoints_resume(demo_dat
     own = model.state_dict()
     assert set(b4["state_dict"]) == set(own)
     model.load_state_dict(b4["state_dict"], strict=True)
+
+
+def test_full_checkpoint_is_written_atomically(tmp_path, monkeypatch):
+    """A write that dies half-way leaves the previous checkpoint and no temporary file; a good write replaces it."""
+    from mmengine._strategy import FSDPStrategy
+
+    from pe_dense.engine import fsdp
+
+    target = tmp_path / "iter_4.pth"
+    target.write_bytes(b"previous")
+
+    def dying_save(self, filename, **kwargs):
+        with open(filename, "wb") as f:
+            f.write(b"half")
+        raise KeyboardInterrupt  # the process is interrupted while writing
+
+    strategy = object.__new__(fsdp.PEFSDPStrategy)
+    monkeypatch.setattr(fsdp.PEFSDPStrategy, "_is_full_state_dict", lambda self: True)
+    monkeypatch.setattr(fsdp, "is_main_process", lambda: True)
+    monkeypatch.setattr(FSDPStrategy, "save_checkpoint", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        strategy.save_checkpoint(str(target), save_optimizer=True)
+    assert target.read_bytes() == b"previous" and sorted(p.name for p in tmp_path.iterdir()) == ["iter_4.pth"]
+
+    def good_save(self, filename, **kwargs):
+        assert filename != str(target) and kwargs == dict(save_optimizer=True)
+        with open(filename, "wb") as f:
+            f.write(b"complete")
+
+    monkeypatch.setattr(FSDPStrategy, "save_checkpoint", good_save)
+    strategy.save_checkpoint(str(target), save_optimizer=True)
+    assert target.read_bytes() == b"complete" and sorted(p.name for p in tmp_path.iterdir()) == ["iter_4.pth"]
