@@ -3,7 +3,8 @@
 mmdet 3.3.0 has no federated loss (it has Seesaw and EQL-style losses only), so this adds:
 
 - :func:`fed_loss_classes`: per image, its ground-truth classes plus negatives sampled without replacement with
-  probability proportional to ``weight`` (class image-frequency ** 0.5), ``num_fed_classes`` (50) in total.
+  probability proportional to ``weight`` (class image-frequency ** 0.5), ``num_fed_classes`` (50) in total, the
+  background label counted among them when present (detectron2's rule, tested against its function).
 - :func:`federated_sigmoid_loss`: per-class sigmoid BCE, counted only over each RoI's image's sampled classes,
   summed and divided by the number of RoIs (as detectron2's ``FastRCNNOutputLayers`` with ``use_fed_loss``).
 - ``SigmoidFederatedLoss`` (MODELS): the classification loss a box head builds from ``loss_cls``. It keeps
@@ -35,17 +36,24 @@ from torch import Tensor, nn
 
 def fed_loss_classes(gt_classes: Tensor, num_fed_classes: int, num_classes: int, weight: Tensor,
                      generator: Optional[torch.Generator] = None) -> Tensor:
-    """Sorted-unique ground-truth classes of one image, then sampled negatives, ``num_fed_classes`` in all.
+    """Sorted-unique foreground classes of one image, then sampled negatives: detectron2's ``get_fed_loss_classes``.
 
-    ``gt_classes`` may contain the background label ``num_classes`` (ignored). If an image already has at least
-    ``num_fed_classes`` classes, only those are used; if fewer classes have non-zero weight than are needed, all
-    of them are taken.
+    As detectron2 (which trained the released LVIS model), the background label ``num_classes`` counts among the
+    ``num_fed_classes`` when any RoI is background: with 3 foreground classes and background present, 46
+    negatives are drawn, not 47. The draw is the same too: one ``torch.multinomial`` over ``num_classes + 1``
+    weights (background and the ground-truth classes at 0), so equal RNG states give equal classes. Returned:
+    foreground classes only (detectron2 also returns the background label, which its loss then ignores).
+    Labels < 0 are ignored. Where detectron2 fails (fewer classes of non-zero weight than needed), all of them
+    are taken.
     """
-    gt = torch.unique(gt_classes[(gt_classes >= 0) & (gt_classes < num_classes)])
-    need = num_fed_classes - gt.numel()
+    present = torch.unique(gt_classes[(gt_classes >= 0) & (gt_classes <= num_classes)])
+    gt = present[present < num_classes]
+    need = num_fed_classes - present.numel()  # the background label takes a slot (detectron2)
     if need <= 0:
         return gt
-    prob = weight.detach().float().clone().to(gt_classes.device)
+    prob = weight.detach().float().new_zeros(num_classes + 1)
+    prob[:num_classes] = weight.detach().float()
+    prob = prob.to(gt_classes.device)
     prob[gt] = 0
     need = min(need, int((prob > 0).sum()))
     if need == 0:

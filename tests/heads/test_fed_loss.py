@@ -16,12 +16,33 @@ def bce(x, t):
     return math.log1p(math.exp(x)) - t * x
 
 
-def test_classes_keep_gt_and_fill_up_to_num():
+def test_classes_keep_gt_and_fill_up_to_num_with_background_counted():
     weight = torch.ones(100)
     classes = fed_loss_classes(torch.tensor([7, 7, 3, 100, 100]), 50, 100, weight)  # 100 = background
-    assert classes.numel() == 50 and classes.unique().numel() == 50
+    # detectron2's rule: {3, 7, background} take 3 of the 50 slots, so 47 negatives (the old code drew 48)
+    assert classes.numel() == 49 and classes.unique().numel() == 49
     assert {3, 7} <= set(classes.tolist()) and 100 not in classes.tolist()
     assert classes[:2].tolist() == [3, 7]
+    # without background RoIs nothing changes: 2 + 48
+    assert fed_loss_classes(torch.tensor([7, 3]), 50, 100, weight).numel() == 50
+
+
+@pytest.mark.parametrize("labels,seed", [([7, 7, 3, 100, 100], 0), ([100, 100], 1), ([5, 99, 12, 0], 2),
+                                         (list(range(0, 100, 2)) + [100], 3), ([42], 4)])
+def test_classes_equal_detectron2_on_the_same_generator(labels, seed):
+    """Same inputs, same RNG state -> the same classes as detectron2's ``get_fed_loss_classes`` (minus its
+    background label, which its loss ignores); for the global RNG (what both heads use) and a passed generator."""
+    d2 = pytest.importorskip("detectron2.modeling.roi_heads.fast_rcnn", reason=(
+        "detectron2 is not installed: pip install --find-links WHEEL_DIR 'pe_dense[d2]' (see README, detectron2)"))
+    k = 100
+    weight = torch.rand(k, generator=torch.Generator().manual_seed(seed)) ** 0.5
+    gt = torch.tensor(labels)
+    torch.manual_seed(seed)
+    want = d2.FastRCNNOutputLayers.get_fed_loss_classes(None, gt, 50, k, weight)
+    want = want[want < k]
+    torch.manual_seed(seed)
+    assert torch.equal(fed_loss_classes(gt, 50, k, weight), want)
+    assert torch.equal(fed_loss_classes(gt, 50, k, weight, generator=torch.Generator().manual_seed(seed)), want)
 
 
 def test_classes_many_gt_uses_only_gt():
@@ -90,7 +111,7 @@ def test_head_masks_per_image_and_gradients():
     assert (cls_score.grad[:, k] == 0).all(), "the background logit must get no gradient"
     img0, img1 = used[:3], used[3:]
     assert (img0 == img0[0]).all() and (img1 == img1[0]).all(), "one class set per image"
-    assert img0[0].sum() == 5 and img1[0].sum() == 5
+    assert img0[0].sum() == 4 and img1[0].sum() == 4  # 5 slots, one taken by the background label (detectron2)
     assert img0[0, [4, 9]].all() and img1[0, 50]
     # without fed loss every class counts
     head.use_fed_loss = False
