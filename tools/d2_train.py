@@ -123,4 +123,6 @@ def cli(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    from pe_dense.cli import run_cli
+
+    sys.exit(run_cli(cli))
