@@ -8,18 +8,21 @@
 
 Configs import it with ``custom_imports=dict(imports=['pe_dense.heads.mask_rcnn'])``.
 """
-from mmengine.registry import MODELS as ROOT_MODELS
+from pe_dense.extras import requires
 
-from pe_dense.mm.necks import LayerNorm2d
+with requires("det", "pe_dense.heads.mask_rcnn"):
+    from mmengine.registry import MODELS as ROOT_MODELS
 
-from .fed_loss import (  # noqa: F401
-    FederatedConvFCBBoxHead,
-    FedLossClassWeightsHook,
-    SigmoidFederatedLoss,
-    fed_loss_classes,
-    federated_sigmoid_loss,
-)
-from .roi_extractor import ContiguousRoIExtractor  # noqa: F401
+    from pe_dense.mm.necks import LayerNorm2d
+
+    from .fed_loss import (  # noqa: F401
+        FederatedConvFCBBoxHead,
+        FedLossClassWeightsHook,
+        SigmoidFederatedLoss,
+        fed_loss_classes,
+        federated_sigmoid_loss,
+    )
+    from .roi_extractor import ContiguousRoIExtractor  # noqa: F401
 
 if ROOT_MODELS.get("LN2d") is None:
     ROOT_MODELS.register_module(name="LN2d", module=LayerNorm2d)

@@ -3,14 +3,17 @@ the decode head ``LinearProbeHead`` (MODELS), the transform ``CheckedLoadSegAnno
 ``SegOverlayHook`` (HOOKS). Configs import it with ``custom_imports=dict(imports=['pe_dense.mm',
 'pe_dense.heads.seg'])``.
 """
-from .data_checks import (
-                          CheckedLoadSegAnnotations,
-                          LabelOutOfRangeError,
-                          LabelSizeMismatchError,
-                          MissingLabelError,
-)
-from .probe_head import PROBES, LinearProbeHead
-from .visualization import SegOverlayHook
+from pe_dense.extras import requires
+
+with requires("seg", "pe_dense.heads.seg"):
+    from .data_checks import (
+                              CheckedLoadSegAnnotations,
+                              LabelOutOfRangeError,
+                              LabelSizeMismatchError,
+                              MissingLabelError,
+    )
+    from .probe_head import PROBES, LinearProbeHead
+    from .visualization import SegOverlayHook
 
 __all__ = ["LinearProbeHead", "PROBES", "CheckedLoadSegAnnotations", "MissingLabelError", "LabelSizeMismatchError",
            "LabelOutOfRangeError", "SegOverlayHook"]

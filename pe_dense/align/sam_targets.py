@@ -155,10 +155,10 @@ def tiny_sam2_overrides(image_size: int = 128) -> list:
 def build_sam2_teacher(config: str = "configs/sam2.1/sam2.1_hiera_l.yaml", checkpoint: str = None,
                        overrides: list = (), device: str = "cpu", apply_postprocessing: bool = True) -> nn.Module:
     """SAM 2 through ``sam2.build_sam.build_sam2`` (local checkpoint or random weights), frozen, eval mode."""
-    try:
+    from pe_dense.extras import requires
+
+    with requires("align", "SAM 2 targets (pe_dense.align.sam_targets)"):
         from sam2.build_sam import build_sam2
-    except ImportError as e:
-        raise ImportError("SAM targets need the `sam2` package: pip install sam2==1.1.0") from e
     model = build_sam2(config, checkpoint, device=device, mode="eval", hydra_overrides_extra=list(overrides),
                        apply_postprocessing=apply_postprocessing)
     return model.requires_grad_(False)

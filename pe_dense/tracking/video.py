@@ -101,10 +101,9 @@ class ImageFolderFrames:
 
     @staticmethod
     def _read(path: str) -> np.ndarray:
-        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f"cannot read image {path}: missing, truncated or not an image")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        from pe_dense.data.images import read_rgb
+
+        return read_rgb(path)  # OpenCV IMREAD_COLOR as before; bad files raise one named error
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -120,12 +119,14 @@ class ImageFolderFrames:
 
 
 def _torchcodec_decoder_class():
+    from pe_dense.extras import MissingExtraError, requires
+
     try:
-        from torchcodec.decoders import VideoDecoder
+        with requires("video", "decoding video files (pe_dense.tracking.video)"):
+            from torchcodec.decoders import VideoDecoder
+    except MissingExtraError:
+        raise
     except ImportError as err:
-        if "torchcodec" in str(err) and "No module named" in str(err):
-            raise ImportError("torchcodec is not installed: install the pinned version from requirements.txt "
-                              "(pip install torchcodec==0.17.0)") from err
         raise RuntimeError(f"torchcodec cannot load FFmpeg ({err}). Install FFmpeg's shared libraries, e.g. "
                            "'apt-get install ffmpeg' on Debian/Ubuntu (tools/setup_env.sh does this)") from err
     except (RuntimeError, OSError) as err:
