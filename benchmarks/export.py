@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Exported backbone latency and memory: PyTorch eager vs onnxruntime vs OpenVINO, same weights, one table.
+"""Exported backbone and detector latency and memory: PyTorch eager vs onnxruntime vs OpenVINO, same weights.
 
-  python benchmarks/export.py [--models T S B] [--size 512] [--runs 10] [--threads 2]
+  python benchmarks/export.py [--models T S B] [--size 512] [--detectors mask_rcnn deta] [--det-size 320]
+                              [--runs 10] [--threads 2]
 
 Each row runs in a fresh process: load (eager model, or the ONNX artefact exported once by the parent), three
 warm-up calls, ``--runs`` timed calls (p50/p95 of wall time). Peak memory: how far inference raises the
@@ -12,6 +13,10 @@ its bf16 inference precision; onnxruntime has no bf16 CPU kernels, so it has no 
 max abs difference from the fp32 eager output divided by that output's max abs value, on a real photo. When
 onnxruntime is slower than eager, its per-operator profile is printed below the table. Batch 1, random
 weights, last block's map. Rows run one after another, so a busy machine skews them: run it idle.
+
+Detector rows (the demo configs, random weights saved once and loaded by every row): eager is the exported
+fixed-shape module run in PyTorch (the same work as mmdet's predict, at fixed shapes), the artefact is the
+tools/export.py one at batch 1; parity is the largest difference of the sorted K scores from eager fp32.
 """
 import argparse
 import os
@@ -25,6 +30,10 @@ import numpy as np
 from _process import in_process, status_kb  # benchmarks/ is on sys.path when run as a script
 
 MODELS = {"T": "PE-Spatial-T16-512", "S": "PE-Spatial-S16-512", "B": "PE-Spatial-B16-512"}
+_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "demo")
+DETECTORS = {"mask_rcnn": (os.path.join(_CONFIGS, "mask_rcnn_pe_t16_demo.py"), "pe_dense.export.mask_rcnn",
+                           "MaskRCNNExport"),
+             "deta": (os.path.join(_CONFIGS, "deta_pe_t16_demo.py"), "pe_dense.export.deta", "DETAExport")}
 ROWS = (("eager", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("eager", "bf16"), ("openvino", "bf16"))
 
 
@@ -47,14 +56,17 @@ def _runner(runtime, precision, model_name, onnx_path, size, threads, profile_di
         from pe_dense.export.feature_extractor import build_feature_extractor
         torch.set_num_threads(threads)
         torch.manual_seed(0)
-        fe = build_feature_extractor(model_name, [-1], (size, size)).eval()
+        if isinstance(model_name, tuple):  # a detector: (name, checkpoint)
+            fe = _eager_detector(*model_name, size)
+        else:
+            fe = build_feature_extractor(model_name, [-1], (size, size)).eval()
         if precision == "bf16":
             ctx = torch.autocast("cpu", dtype=torch.bfloat16)
             ctx.__enter__()  # one region for the whole process: weights are cast once, not per call
 
         def run(x):
             with torch.no_grad():
-                return fe(torch.from_numpy(x))[0].float().numpy()
+                return _main_output(fe(torch.from_numpy(x))).float().numpy()
         return run
     if runtime == "onnxruntime":
         import onnxruntime as ort
@@ -66,7 +78,7 @@ def _runner(runtime, precision, model_name, onnx_path, size, threads, profile_di
         sess = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
 
         def run(x):
-            return sess.run(None, {"images": x})[0]
+            return _main_output(sess.run(None, {"images": x}))
         run.session = sess
         return run
     import openvino as ov
@@ -74,7 +86,34 @@ def _runner(runtime, precision, model_name, onnx_path, size, threads, profile_di
     compiled = ov.Core().compile_model(onnx_path, "CPU", {"INFERENCE_PRECISION_HINT": hint,
                                                           "INFERENCE_NUM_THREADS": threads})
     request = compiled.create_infer_request()
-    return lambda x: np.array(request.infer([x])[0])
+    return lambda x: np.array(_main_output(list(request.infer([x]).values())))
+
+
+def _main_output(outs):
+    """The output a row's parity is measured on: the map (backbone) or the K sorted scores (detectors)."""
+    return outs[1] if len(outs) >= 4 else outs[0]
+
+
+def _eager_detector(name, checkpoint, size):
+    import importlib
+
+    from pe_dense.export.detectors import build_detector
+    config, module, wrapper = DETECTORS[name]
+    model, _ = build_detector(config, checkpoint)
+    return getattr(importlib.import_module(module), wrapper)(model, (size, size))
+
+
+def _export_detector(name, size, tmp):
+    """Random weights of the demo detector saved to ``tmp`` and its batch-1 ONNX artefact: (checkpoint, onnx)."""
+    import torch
+
+    from pe_dense.export.detectors import build_detector, export_detector
+    config = DETECTORS[name][0]
+    torch.manual_seed(0)
+    model, _ = build_detector(config, None)
+    ckpt = os.path.join(tmp, name + ".pth")
+    torch.save({"state_dict": model.state_dict(), "meta": {}}, ckpt)
+    return ckpt, export_detector(config, ckpt, (size, size), tmp, batch=1)
 
 
 def _measure(runtime, precision, model_name, onnx_path, size, threads, runs, out):
@@ -119,8 +158,11 @@ def _ort_profile(onnx_path, size, threads, out):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["T", "S", "B"], choices=sorted(MODELS))
+    p.add_argument("--models", nargs="*", default=["T", "S", "B"], choices=sorted(MODELS))
     p.add_argument("--size", type=int, default=512)
+    p.add_argument("--detectors", nargs="*", default=["mask_rcnn", "deta"], choices=sorted(DETECTORS),
+                   help="demo detectors to add (default: both; DETA when pe_dense.export.deta can export it)")
+    p.add_argument("--det-size", type=int, default=320, help="detector input size (the demo configs' 320)")
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
@@ -130,25 +172,42 @@ def main(argv=None):
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
     print(f"# {cpu}, {os.cpu_count()} cores, {args.threads} threads, torch {torch.__version__}, batch 1, "
-          f"{args.size} px, {args.runs} timed runs after 3 warm-up", flush=True)
-    print("| model | runtime | precision | p50 ms | p95 ms | peak MB | parity (max rel err vs eager fp32) |")
+          f"{args.size} px (detectors {args.det_size}), {args.runs} timed runs after 3 warm-up", flush=True)
+    print("| model | runtime | precision | p50 ms | p95 ms | peak MB | parity vs eager fp32 (max rel err; "
+          "detectors: max score diff) |")
     print("|---|---|---|---|---|---|---|")
     profiles = []
     with tempfile.TemporaryDirectory() as tmp:
-        for key in args.models:
-            name = MODELS[key]
+        jobs = [(key, MODELS[key], args.size) for key in args.models]
+        jobs += [(name, name, args.det_size) for name in args.detectors]
+        for key, spec, size in jobs:
             torch.manual_seed(0)
-            onnx_path = export_backbone(name, [-1], (args.size, args.size), tmp, batch=1)
+            if key in DETECTORS:
+                try:
+                    ckpt, onnx_path = _export_detector(key, size, tmp)
+                except NotImplementedError as e:  # DETA's exporter lives in another module that may be absent
+                    print(f"| {key} | - | - | - | - | - | not exported: {e} |", flush=True)
+                    continue
+                spec = (key, ckpt)
+            else:
+                onnx_path = export_backbone(spec, [-1], (size, size), tmp, batch=1)
             res = {}
             for runtime, precision in ROWS:
-                res[runtime, precision] = r = in_process(_measure, runtime, precision, name, onnx_path, args.size,
-                                                          args.threads, args.runs)
+                try:
+                    res[runtime, precision] = r = in_process(_measure, runtime, precision, spec, onnx_path, size,
+                                                              args.threads, args.runs)
+                except RuntimeError as e:  # one runtime failing (its traceback is on stderr) is a row, not the end
+                    print(f"| {key} | {runtime} | {precision} | - | - | - | failed: {e} |", flush=True)
+                    continue
                 ref = res["eager", "fp32"]["y"]
-                err = float(np.abs(r["y"] - ref).max() / np.abs(ref).max())
+                if key in DETECTORS:
+                    parity = f"score {float(np.abs(r['y'] - ref).max()):.1e}"
+                else:
+                    parity = f"{float(np.abs(r['y'] - ref).max() / np.abs(ref).max()):.1e}"
                 print(f"| {key} | {runtime} | {precision} | {r['p50'] * 1e3:.0f} | {r['p95'] * 1e3:.0f} | "
-                      f"{r['mem']:.0f} | {err:.1e} |", flush=True)
+                      f"{r['mem']:.0f} | {parity} |", flush=True)
             if res["onnxruntime", "fp32"]["p50"] > res["eager", "fp32"]["p50"]:
-                profiles.append((key, in_process(_ort_profile, onnx_path, args.size, args.threads)))
+                profiles.append((key, in_process(_ort_profile, onnx_path, size, args.threads)))
     for key, ops in profiles:
         print(f"\n{key}: onnxruntime fp32 is slower than eager; its time per operator type (ms per call): "
               + ", ".join(f"{op} {ms:.1f}" for op, ms in ops))

@@ -15,6 +15,8 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
+from pe_dense.extras import require
+
 from .graph_checks import assert_exportable_graph
 
 logger = logging.getLogger(__name__)
@@ -40,12 +42,19 @@ def _example_batch(batch) -> int:
     return 2 if batch == "dynamic" else int(batch)
 
 
-def torch_export(module: torch.nn.Module, size, batch="dynamic") -> torch.export.ExportedProgram:
-    """``torch.export`` of a (B, 3, H, W) -> outputs module, with only the batch dimension dynamic."""
-    x = torch.zeros(_example_batch(batch), 3, *size)
-    dynamic = ({0: torch.export.Dim("batch", min=1, max=1024)},) if batch == "dynamic" else None
+def _example_args(size, batch, extra_inputs=()) -> tuple:
+    """The images plus one batched copy of each extra input's per-image example (e.g. an original size)."""
+    b = _example_batch(batch)
+    return (torch.zeros(b, 3, *size), *(t[None].expand(b, *t.shape).clone() for _, t in extra_inputs))
+
+
+def torch_export(module: torch.nn.Module, size, batch="dynamic", extra_inputs=()) -> torch.export.ExportedProgram:
+    """``torch.export`` of a (B, 3, H, W) [+ extra (B, ...) inputs] -> outputs module; only the batch is dynamic."""
+    args = _example_args(size, batch, extra_inputs)
+    dim = torch.export.Dim("batch", min=1, max=1024)
+    dynamic = tuple({0: dim} for _ in args) if batch == "dynamic" else None
     with torch.no_grad():
-        return torch.export.export(module.eval(), (x,), dynamic_shapes=dynamic)
+        return torch.export.export(module.eval(), args, dynamic_shapes=dynamic)
 
 
 def _weights_bytes(module: torch.nn.Module) -> int:
@@ -54,9 +63,10 @@ def _weights_bytes(module: torch.nn.Module) -> int:
 
 def export_artefact(module: torch.nn.Module, out_dir: str, name: str, *, size, output_names: Sequence[str],
                     metadata: dict, fmt: str = "onnx", batch="dynamic", opset: int = DEFAULT_OPSET,
-                    input_name: str = "images") -> str:
+                    input_name: str = "images", extra_inputs=()) -> str:
     """Export ``module`` and write ``<out_dir>/<name>.{onnx,pt2,xml}`` plus ``<name>.json``; returns the path.
 
+    ``extra_inputs``: (name, per-image example tensor) pairs of inputs after the images, batched like them.
     The ONNX graph is checked with ``onnx.checker`` and :func:`assert_exportable_graph` before it is kept.
     """
     if fmt not in FORMATS:
@@ -65,13 +75,16 @@ def export_artefact(module: torch.nn.Module, out_dir: str, name: str, *, size, o
     meta = dict(metadata, input_name=input_name, output_names=list(output_names), batch=batch,
                 input_shape=["batch" if batch == "dynamic" else int(batch), 3, *size], opset=opset,
                 format=fmt, export_versions=export_versions())
-    ep = torch_export(module, size, batch)
+    if extra_inputs:
+        meta["extra_inputs"] = {n: {"shape": ["batch", *t.shape], "dtype": str(t.dtype).replace("torch.", "")}
+                                for n, t in extra_inputs}
+    ep = torch_export(module, size, batch, extra_inputs)
     if fmt == "torch-export":
         path = os.path.join(out_dir, name + ".pt2")
         torch.export.save(ep, path, extra_files={"pe_dense_metadata.json": json.dumps(meta)})
     else:
         path = _write_onnx(ep, os.path.join(out_dir, name + ".onnx"), module, size, output_names, meta, opset,
-                           input_name, batch)
+                           input_name, batch, extra_inputs)
         if fmt == "openvino":
             path = _onnx_to_openvino(path, meta)
     with open(os.path.join(out_dir, name + ".json"), "w") as f:
@@ -80,11 +93,11 @@ def export_artefact(module: torch.nn.Module, out_dir: str, name: str, *, size, o
     return path
 
 
-def _write_onnx(ep, path, module, size, output_names, meta, opset, input_name, batch) -> str:
-    import onnx
+def _write_onnx(ep, path, module, size, output_names, meta, opset, input_name, batch, extra_inputs=()) -> str:
+    onnx = require("export", "onnx", "pe_dense.export")
 
-    x = torch.zeros(_example_batch(batch), 3, *size)
-    program = torch.onnx.export(ep, (x,), None, dynamo=True, opset_version=opset, input_names=[input_name],
+    program = torch.onnx.export(ep, _example_args(size, batch, extra_inputs), None, dynamo=True,
+                                opset_version=opset, input_names=[input_name, *(n for n, _ in extra_inputs)],
                                 output_names=list(output_names), optimize=True)
     for key, value in meta.items():
         program.model.metadata_props[key] = json.dumps(value)
@@ -102,7 +115,7 @@ def _write_onnx(ep, path, module, size, output_names, meta, opset, input_name, b
 
 def _onnx_to_openvino(onnx_path: str, meta: dict) -> str:
     """OpenVINO IR (.xml + .bin) converted from the checked ONNX file, metadata in its rt_info."""
-    import openvino as ov
+    ov = require("export", "openvino", "OpenVINO export (pe_dense.export)")
 
     model = ov.convert_model(onnx_path)
     for key, value in meta.items():
@@ -114,7 +127,7 @@ def _onnx_to_openvino(onnx_path: str, meta: dict) -> str:
 
 def load_metadata(path: str) -> Optional[dict]:
     """Metadata stored inside an ONNX file (None if it has none)."""
-    import onnx
+    onnx = require("export", "onnx", "pe_dense.export")
 
     model = onnx.load(path, load_external_data=False)
     props = {p.key: p.value for p in model.metadata_props}

@@ -106,11 +106,13 @@ def select_queries_fixed(scores: Tensor, boxes: Tensor, level_sizes: Tuple[int, 
         cand.append(scores[:, start:start + size].topk(min(pre_nms_topk, size), dim=1).indices + start)
         start += size
     cand = torch.cat(cand, 1)  # (B, M) positions, M a constant
-    level_of = torch.repeat_interleave(torch.arange(len(level_sizes), device=scores.device),
-                                       torch.tensor(level_sizes, device=scores.device))
+    # the level of each position as a literal constant, gathered along a flat index: repeat_interleave and 2-D
+    # advanced indexing export as constant-shape ops (Range, GatherND) that OpenVINO 2026.4's CPU plugin cannot
+    # compile ("Can not create StaticMemory object")
+    level_of = torch.tensor([lvl for lvl, size in enumerate(level_sizes) for _ in range(size)], device=scores.device)
     order = torch.gather(scores, 1, cand).topk(cand.shape[1], dim=1).indices  # all candidates by score
     cand = torch.gather(cand, 1, order)
-    levels = level_of[cand]
+    levels = level_of[cand.flatten()].view(cand.shape)
     cand_boxes = torch.gather(boxes.float(), 1, cand[..., None].expand(*cand.shape, 4))
     keep = nms_keep_sorted(cand_boxes, levels, torch.ones_like(cand, dtype=torch.bool), nms_iou, iterations)
     onehot = (levels[..., None] == torch.arange(len(level_sizes), device=levels.device)) & keep[..., None]

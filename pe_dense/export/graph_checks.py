@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import List
 
+from pe_dense.extras import require
+
 CONTROL_FLOW = {"If", "Loop", "Scan"}
 DATA_DEPENDENT_SHAPE = {"NonZero", "NonMaxSuppression", "Unique", "Compress"}
 
@@ -19,7 +21,7 @@ class ForbiddenGraphError(ValueError):
 
 
 def _complex_types():
-    import onnx
+    onnx = require("export", "onnx", "pe_dense.export")
 
     return {onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128}
 

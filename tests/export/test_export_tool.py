@@ -57,3 +57,38 @@ def test_trt_build_skips_without_gpu_and_builds_nothing(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 77 and "SKIPPED" in proc.stderr
     assert sorted(os.listdir(tmp_path)) == ["m.json", "m.onnx"]
+
+
+def test_cli_exports_the_mask_rcnn_demo_config():
+    """CONFIG CHECKPOINT mode on the (shrunk) demo Mask R-CNN config writes the .onnx and the .json beside it."""
+    from _mask_rcnn_export_tiny import MAX_DETS, SIZE, cli_artefact
+
+    path, out = cli_artefact()
+    assert sorted(f for f in os.listdir(out) if not f.endswith(".pth")) == [
+        "mask_rcnn_pe_t16_demo_256x256_fp32.json", "mask_rcnn_pe_t16_demo_256x256_fp32.onnx"]
+    meta = json.loads(open(path[:-5] + ".json").read())
+    assert meta["task"] == "instance-segmentation" and meta["input_shape"] == ["batch", 3, *SIZE]
+    assert meta["outputs"]["boxes"] == ["batch", MAX_DETS, 4] and meta["box_format"] == "xyxy"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--size", "272", "256"], "not a multiple of the coarsest pyramid stride 64.*Export at 320x256"),
+    (["--size", "256", "256", "--model-name", "PE-Spatial-T16-512"], "either a detector CONFIG CHECKPOINT or"),
+    (["--size", "256", "256", "--max-dets", "0"], "--max-dets must be positive"),
+])
+def test_cli_detector_refusals_say_what_to_do(tmp_path, args, message):
+    from _mask_rcnn_export_tiny import DEMO_CONFIG
+
+    with pytest.raises(SystemExit, match=message):
+        _tool().main([DEMO_CONFIG, "random", "--out", str(tmp_path), "--cfg-options",
+                      "model.backbone.model_overrides.layers=1", *args])
+    assert not os.listdir(tmp_path)
+
+
+def test_cli_detector_needs_a_checkpoint_and_something_to_export(tmp_path):
+    from _mask_rcnn_export_tiny import DEMO_CONFIG
+
+    with pytest.raises(SystemExit, match="needs its CHECKPOINT after the CONFIG"):
+        _tool().main([DEMO_CONFIG, "--size", "256", "256", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="nothing to export"):
+        _tool().main(["--size", "256", "256", "--out", str(tmp_path)])
