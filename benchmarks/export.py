@@ -161,7 +161,7 @@ def main(argv=None):
     p.add_argument("--models", nargs="*", default=["T", "S", "B"], choices=sorted(MODELS))
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--detectors", nargs="*", default=["mask_rcnn", "deta"], choices=sorted(DETECTORS),
-                   help="demo detectors to add (default: both; DETA when pe_dense.export.deta can export it)")
+                   help="demo detectors to add (default: both)")
     p.add_argument("--det-size", type=int, default=320, help="detector input size (the demo configs' 320)")
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
@@ -183,11 +183,7 @@ def main(argv=None):
         for key, spec, size in jobs:
             torch.manual_seed(0)
             if key in DETECTORS:
-                try:
-                    ckpt, onnx_path = _export_detector(key, size, tmp)
-                except NotImplementedError as e:  # DETA's exporter lives in another module that may be absent
-                    print(f"| {key} | - | - | - | - | - | not exported: {e} |", flush=True)
-                    continue
+                ckpt, onnx_path = _export_detector(key, size, tmp)
                 spec = (key, ckpt)
             else:
                 onnx_path = export_backbone(spec, [-1], (size, size), tmp, batch=1)

@@ -36,7 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--batch", default="dynamic", help="a fixed batch size N or 'dynamic' (default)")
     p.add_argument("--fp16", action="store_true", help="fp16 PE weights and MLPs; LayerNorm and attention stay fp32")
     p.add_argument("--opset", type=int, default=None,
-                   help="ONNX opset (default: 17 for the backbone and DETA, 18 for Mask R-CNN)")
+                   help="ONNX opset (default: 17 for the backbone, 18 for DETA and Mask R-CNN)")
     p.add_argument("--out", default="exports", help="output directory (default: %(default)s)")
     p.add_argument("--checkpoint", metavar="PATH", help="bare backbone: PE weights; random init if omitted")
     p.add_argument("--orig-size", action="store_true",

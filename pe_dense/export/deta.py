@@ -3,9 +3,12 @@
 What changes against the eager model (``pe_dense.heads.deta``), and why:
 
 - the PE tower's position embedding and RoPE tables are baked for the export size (:mod:`.baked`);
-- the image is the whole network input (no padding mask): a runtime letterboxes into the export size and the
-  padding is 0 after normalisation, as mmdet pads. The eager model with ``img_shape == batch_input_shape`` is
-  the reference the tests compare against;
+- the padding mask: with ``orig_size`` the graph takes each original ``(h, w)``, computes the letterboxed image
+  size (:func:`.mask_rcnn.letterbox_hw`) and masks the padding exactly as mmdet's ``pre_transformer`` does (masked
+  keys, valid ratios, sine positions from the mask, no proposals on padding; boxes relative to the image, not the
+  input), at fixed shape (comparisons with ``arange``, no ``NonZero``/``If``). Without ``orig_size`` the graph
+  cannot know where the padding is and treats the whole input as image: equal to the eager model only for
+  images whose letterbox fills the input (``img_shape == batch_input_shape``);
 - the level shapes are Python ints found once at construction, so deformable attention samples with plain
   ``grid_sample`` per level (mmcv's PyTorch path) and no shape is computed from data (as tensors they would be);
 - DETA's per-level query selection and the class-wise NMS over queries x classes run at fixed size
@@ -21,12 +24,14 @@ import torch
 from mmcv.ops.multi_scale_deform_attn import MultiScaleDeformableAttention, multi_scale_deformable_attn_pytorch
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from pe_dense.mm.backbone import PEBackbone
 
 from .baked import BakedSizePE, SizeNotServedError, bake_for_size
 from .feature_extractor import to_fp16_with_fp32_islands
 from .fixed_nms import detections_from_queries, select_queries_fixed
+from .mask_rcnn import clip_boxes, letterbox_hw
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +154,10 @@ class DETAExport(nn.Module):
                              for f in feats], 1)
         self.level_shapes = [tuple(int(s) for s in f.shape[-2:]) for f in feats]
         self.register_buffer("sine_pos", pos, persistent=False)
+        if not orig_size:
+            logger.warning("DETA export without orig_size: the graph sees the letterbox padding as image, so for "
+                           "images whose letterbox does not fill %dx%d it differs from the eager model (which "
+                           "masks the padding); export with orig_size=True (--orig-size) to mask it", *self.size)
         _replace_deformable_attention(model, self.level_shapes)
 
         head = model.bbox_head
@@ -186,11 +195,27 @@ class DETAExport(nn.Module):
         feats = self.model.backbone(images.to(self._in_dtype))
         return self.model.neck(tuple(f.float() for f in feats))
 
-    def _pre_decoder(self, memory: Tensor, spatial_shapes) -> dict:
+    def _padding_masks(self, orig_hw: Tensor):
+        """mmdet's ``pre_transformer`` masks for letterboxed images of original ``orig_hw`` (B, 2): per level a
+        (B, h, w) bool mask (True on padding), the (B, L, 2) valid ratios and the (B, N, C) sine positions.
+
+        The image mask is built at the fixed input size from comparisons with ``arange`` (no data-dependent
+        shape); the level masks are its nearest-neighbour resize, as mmdet resizes them."""
+        m = self.model
+        rh, rw = letterbox_hw(orig_hw, self.size).unbind(1)
+        ys = torch.arange(self.size[0], device=orig_hw.device, dtype=torch.float32)
+        xs = torch.arange(self.size[1], device=orig_hw.device, dtype=torch.float32)
+        mask = (ys[None, :, None] >= rh[:, None, None]) | (xs[None, None, :] >= rw[:, None, None])
+        levels = [F.interpolate(mask.float()[None], size=hw)[0].to(torch.bool) for hw in self.level_shapes]
+        valid_ratios = torch.stack([m.get_valid_ratio(lvl) for lvl in levels], 1)
+        pos = torch.cat([m.positional_encoding(lvl).flatten(2).transpose(1, 2) for lvl in levels], 1)
+        return levels, valid_ratios, pos
+
+    def _pre_decoder(self, memory: Tensor, memory_mask: Optional[Tensor], spatial_shapes) -> dict:
         """``DETA.pre_decoder`` (inference branch) with the fixed-size query selection."""
         m = self.model
         c = memory.shape[-1]
-        output_memory, output_proposals = m.gen_encoder_output_proposals(memory, None, spatial_shapes)
+        output_memory, output_proposals = m.gen_encoder_output_proposals(memory, memory_mask, spatial_shapes)
         proposal_head = m.decoder.num_layers
         enc_class = m.bbox_head.cls_branches[proposal_head](output_memory)
         enc_coord_unact = m.bbox_head.reg_branches[proposal_head](output_memory) + output_proposals
@@ -209,19 +234,23 @@ class DETAExport(nn.Module):
         query = query + m.pix_trans_norm(m.pix_trans_fc(topk_feats))
         return dict(query=query, query_pos=query_pos, memory=memory, reference_points=topk_coords_unact.sigmoid())
 
-    def raw(self, images: Tensor) -> Tuple[Tensor, Tensor]:
-        """Final decoder layer: (B, Q, C) class logits and (B, Q, 4) normalised cx, cy, w, h boxes."""
+    def raw(self, images: Tensor, orig_hw: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """Final decoder layer: (B, Q, C) class logits and (B, Q, 4) cx, cy, w, h boxes normalised to the image
+        (the letterboxed region when ``orig_hw`` (B, 2) is given, else the whole input)."""
         m = self.model
         feats = self._features(images)
-        # mmdet's pre_transformer for images without padding, with the constants baked
+        # mmdet's pre_transformer, with the constants baked
         b = feats[0].shape[0]
         flat = torch.cat([f.flatten(2).transpose(1, 2) for f in feats], 1)
         level_embed = torch.cat([m.level_embed[i].expand(h * w, -1) for i, (h, w) in enumerate(self.level_shapes)])
-        levels = dict(spatial_shapes=self.level_shapes, level_start_index=None,
-                      valid_ratios=flat.new_ones(b, len(feats), 2))
-        memory = m.forward_encoder(feat=flat, feat_mask=None, feat_pos=(self.sine_pos + level_embed).expand(b, -1, -1),
-                                   **levels)["memory"]
-        decoder_in = dict(self._pre_decoder(memory, self.level_shapes), memory_mask=None, **levels)
+        if orig_hw is None:  # the whole input is image
+            mask, valid_ratios, pos = None, flat.new_ones(b, len(feats), 2), self.sine_pos.expand(b, -1, -1)
+        else:
+            level_masks, valid_ratios, pos = self._padding_masks(orig_hw)
+            mask = torch.cat([lvl.flatten(1) for lvl in level_masks], 1)
+        levels = dict(spatial_shapes=self.level_shapes, level_start_index=None, valid_ratios=valid_ratios)
+        memory = m.forward_encoder(feat=flat, feat_mask=mask, feat_pos=pos + level_embed, **levels)["memory"]
+        decoder_in = dict(self._pre_decoder(memory, mask, self.level_shapes), memory_mask=mask, **levels)
         decoded = m.forward_decoder(**decoder_in)
         if not m.with_box_refine:
             cls_scores, box_preds = m.bbox_head(**decoded)
@@ -233,18 +262,20 @@ class DETAExport(nn.Module):
         return m.bbox_head.cls_branches[last](decoded["hidden_states"][-1]), decoded["references"][-1]
 
     def forward(self, images: Tensor, orig_hw: Optional[Tensor] = None):
-        logits, coords = self.raw(images)
-        h, w = self.size
-        boxes = bbox_cxcywh_to_xyxy(coords) * coords.new_tensor([w, h, w, h])
+        if self.orig_size and orig_hw is None:
+            raise ValueError("this export was built with orig_size=True: pass orig_hw (B, 2) = (height, width) "
+                             "of each original image")
+        logits, coords = self.raw(images, orig_hw if self.orig_size else None)
+        # pixels of the image the boxes are normalised to (the eager head's img_shape), (B or 1, 1, 4) as w, h, w, h
+        hw = letterbox_hw(orig_hw, self.size) if self.orig_size else coords.new_tensor([self.size])
+        img_whwh = hw.flip(-1).repeat(1, 2)[:, None, :]
+        boxes = bbox_cxcywh_to_xyxy(coords) * img_whwh
         boxes, scores, labels, num = detections_from_queries(
             logits, boxes, max_dets=self.max_dets, pre_topk=self.pre_topk, iou_threshold=self.iou_threshold,
             iterations=self.nms_iterations)
-        if self.clip_boxes:  # the eager head clips after NMS (test_cfg.clip_boxes, default True)
-            boxes = torch.minimum(boxes.clamp(min=0), boxes.new_tensor([w, h, w, h]))
+        if self.clip_boxes:  # the eager head clips to img_shape after NMS (test_cfg.clip_boxes, default True)
+            boxes = torch.minimum(boxes.clamp(min=0), img_whwh)
         if self.orig_size:
-            if orig_hw is None:
-                raise ValueError("this export was built with orig_size=True: pass orig_hw (B, 2) = (height, width) "
-                                 "of each original image")
             boxes = letterbox_to_original(boxes, orig_hw, self.size)
         out = (boxes, scores, labels, num)
         return out + (logits, coords) if self.with_raw else out
@@ -253,8 +284,6 @@ class DETAExport(nn.Module):
 def letterbox_to_original(boxes: Tensor, orig_hw: Tensor, size: Tuple[int, int]) -> Tensor:
     """Boxes on the letterboxed network input -> pixels of the (h, w) original, clipped to it: mmdet's rescale
     (divide by resized / original per axis), with the letterbox rule of :func:`.mask_rcnn.letterbox_hw`."""
-    from .mask_rcnn import clip_boxes, letterbox_hw
-
     hw = orig_hw.float()
     boxes = boxes / (letterbox_hw(orig_hw, size) / hw).flip(-1).repeat(1, 2)[:, None, :]
     return clip_boxes(boxes, hw)
@@ -303,7 +332,7 @@ def deta_metadata(ex: DETAExport, cfg) -> dict:
         "resize": {"mode": "letterbox", "interpolation": "bilinear",
                    "pad_value": [m + pad * s for m, s in zip(mean, std)], "pad_where": "bottom-right",
                    "rule": "scale min(H/h, W/w), resized side int(side * scale + 0.5) (mmdet Resize keep_ratio)",
-                   "padding_seen_as_image": True, "config_test_resize": _test_resize_rule(cfg)},
+                   "padding_seen_as_image": not ex.orig_size, "config_test_resize": _test_resize_rule(cfg)},
         "box_format": "xyxy",
         "box_frame": "original" if ex.orig_size else "input",
         "coordinate_frame": "original image pixels (orig_hw input)" if ex.orig_size

@@ -1,5 +1,6 @@
 """DETA export against the eager mmdet model on real photos: raw head outputs, post-processed detections (NMS and
-query selection in the graph), an image with nothing in it, B=1 and B=2, onnxruntime (fast) and OpenVINO (slow)."""
+query selection in the graph), an image with nothing in it, B=1 and B=2, onnxruntime and OpenVINO. The photos are
+not square, so their letterbox leaves padding, which the orig_size graph must mask as eager mmdet does."""
 import numpy as np
 import pytest
 import torch
@@ -24,24 +25,33 @@ def small_artefact(small_deta, tmp_path_factory):
 
     model, cfg = small_deta
     return export_deta(model, cfg, FAST_SIZE, str(tmp_path_factory.mktemp("deta")), max_dets=MAX_DETS,
-                       with_raw=True)
+                       with_raw=True, orig_size=True)
 
 
 def _inputs(meta, imgs):
     return torch.from_numpy(np.stack([prepare(im, meta)[0] for im in imgs]))
 
 
-def _eager(model, x, max_dets):
-    """Eager raw outputs of the last decoder layer and mmdet's predict (the whole input is the image)."""
+def _eager(model, x, max_dets, orig_hw=None):
+    """Eager raw outputs of the last decoder layer and mmdet's predict. With ``orig_hw`` (B, 2) the images are
+    letterboxed as the config's ``Resize(keep_ratio=True)`` does: ``img_shape`` the resized size (mmdet masks the
+    padding beyond it) and boxes rescaled to the original pixels; without, the whole input is the image."""
     from mmdet.structures import DetDataSample
 
-    h, w = x.shape[-2:]
-    samples = [DetDataSample(metainfo=dict(img_shape=(h, w), batch_input_shape=(h, w), ori_shape=(h, w),
-                                           scale_factor=(1.0, 1.0))) for _ in range(len(x))]
+    from pe_dense.export.mask_rcnn import letterbox_hw
+
+    size = tuple(x.shape[-2:])
+    if orig_hw is None:
+        metas = [dict(img_shape=size, ori_shape=size, scale_factor=(1.0, 1.0))] * len(x)
+    else:
+        resized = letterbox_hw(torch.as_tensor(orig_hw), size).long().tolist()
+        metas = [dict(img_shape=(rh, rw), ori_shape=(h, w), scale_factor=(rw / w, rh / h))
+                 for (rh, rw), (h, w) in zip(resized, np.asarray(orig_hw).tolist())]
+    samples = [DetDataSample(metainfo=dict(m, batch_input_shape=size)) for m in metas]
     model.bbox_head.test_cfg["max_per_img"] = max_dets
     with torch.no_grad():
         cls, coords = model(x, samples, mode="tensor")
-        preds = model.predict(x, samples, rescale=False)
+        preds = model.predict(x, samples, rescale=orig_hw is not None)
     return cls[-1], coords[-1], [p.pred_instances for p in preds]
 
 
@@ -75,11 +85,13 @@ def assert_same_detections(got, ref, iou_min=0.99, score_tol=SCORE_TOL):
     return compared
 
 
-def _check_against_eager(model, outputs, x, clip_hw=None):
-    """``clip_hw``: per image (h, w) the eager boxes are clipped to (the letterboxed region: orig_size boxes are
-    clipped to the original image, while the demo config's eager head does not clip, test_cfg.clip_boxes=False)."""
+def _check_against_eager(model, outputs, x, orig_hw=None):
+    """``orig_hw``: the original (h, w) of each image (an orig_size graph, boxes in original pixels). The eager
+    boxes are clipped to it: orig_size boxes are clipped to the original image, while the demo config's eager
+    head does not clip (test_cfg.clip_boxes=False)."""
     boxes, scores, labels, num = outputs[:4]
-    ref_cls, ref_coords, preds = _eager(model, x, boxes.shape[1])
+    ref_cls, ref_coords, preds = _eager(model, x, boxes.shape[1], orig_hw)
+    clip_hw = None if orig_hw is None else np.asarray(orig_hw)
     np.testing.assert_allclose(outputs[4], ref_cls.numpy(), rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(outputs[5], ref_coords.numpy(), rtol=1e-3, atol=1e-4)
     compared = 0
@@ -97,7 +109,8 @@ def _check_against_eager(model, outputs, x, clip_hw=None):
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_runtime_matches_eager_on_photos_and_an_empty_image(small_deta, small_artefact, runtime):
-    """B=2 (two photos) and B=1 (a constant grey image): raw logits/boxes and NMS'd detections as eager mmdet."""
+    """B=2 (two photos, 375x500 and 480x640, letterboxed to 96x128 in 128x128) and B=1 (a constant grey 300x400
+    image): raw logits/boxes and NMS'd detections in original pixels as eager mmdet with the padding masked."""
     from pe_dense.export.artefact import load_metadata
 
     model, _ = small_deta
@@ -106,7 +119,27 @@ def test_runtime_matches_eager_on_photos_and_an_empty_image(small_deta, small_ar
     imgs = photos()
     for batch in (imgs[:2], imgs[2:]):
         x = _inputs(meta, batch)
-        _check_against_eager(model, run(x.numpy()), x)
+        hw = np.array([im.shape[:2] for im in batch], np.int64)
+        _check_against_eager(model, run(x.numpy(), hw), x, orig_hw=hw)
+
+
+def test_without_orig_size_the_whole_input_is_image(small_deta):
+    """Without orig_hw the graph cannot know the padding: it equals eager mmdet told the whole input is image
+    (img_shape == batch_input_shape), and differs from the masked eager model on a letterboxed photo."""
+    from pe_dense.export.deta import DETAExport
+
+    model, _ = small_deta
+    meta = dict(input_size=list(FAST_SIZE), resize=dict(mode="letterbox", pad_value=[0.5] * 3),
+                normalisation=dict(scale=1 / 255, mean=[0.5] * 3, std=[0.5] * 3))
+    img = photos()[0]
+    x = _inputs(meta, [img])
+    with torch.no_grad():
+        logits, coords = DETAExport(model, FAST_SIZE).raw(x)
+    ref_cls, ref_coords, _ = _eager(model, x, MAX_DETS)
+    torch.testing.assert_close(logits, ref_cls, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(coords, ref_coords, rtol=1e-4, atol=1e-5)
+    masked_cls, _, _ = _eager(model, x, MAX_DETS, orig_hw=np.array([img.shape[:2]]))
+    assert (logits - masked_cls).abs().max() > 1e-2
 
 
 def test_graph_is_clean_and_carries_its_metadata(small_artefact):
@@ -123,7 +156,10 @@ def test_graph_is_clean_and_carries_its_metadata(small_artefact):
     assert modes == {"bilinear"}  # deformable attention samples bilinearly in every runtime (opset 18)
     meta = load_metadata(small_artefact)
     assert meta["classes"][:2] == ["bottle", "chair"] and meta["input_size"] == list(FAST_SIZE)
-    assert meta["box_format"] == "xyxy" and meta["resize"]["mode"] == "letterbox"
+    assert meta["box_format"] == "xyxy" and meta["resize"]["mode"] == "letterbox" and meta["box_frame"] == "original"
+    assert meta["resize"]["padding_seen_as_image"] is False
+    assert [i.name for i in graph.graph.input] == ["images", "orig_hw"]
+    assert not {"NonZero", "If", "Loop"} & {n.op_type for n in graph.graph.node}  # fixed shapes only
     assert meta["normalisation"]["mean"] == [0.5] * 3 and meta["opset"] == 18
     assert [o.name for o in graph.graph.output][:4] == ["boxes", "scores", "labels", "num_dets"]
 
@@ -168,7 +204,7 @@ def test_refuses_sizes_and_nms_it_cannot_serve(small_deta):
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_demo_deta_full_size_matches_eager(runtime, tmp_path):
     """The demo DETA as configured (4 blocks, 100 queries, 256 px): B=1 and B=2 on the photos and the grey image,
-    in onnxruntime or OpenVINO; exported with orig_size, boxes checked in original pixels too."""
+    in onnxruntime or OpenVINO; exported with orig_size (padding masked), boxes checked in original pixels."""
     from pe_dense.export.artefact import load_metadata
     from pe_dense.export.deta import export_deta
 
@@ -180,11 +216,7 @@ def test_demo_deta_full_size_matches_eager(runtime, tmp_path):
     for batch in (imgs[:2], imgs[2:]):
         x = _inputs(meta, batch)
         hw = np.array([im.shape[:2] for im in batch], np.int64)
-        out = run(x.numpy(), hw)
-        transforms = [prepare(im, meta)[1] for im in batch]
-        scale = np.array([[t.scale_yx[::-1] * 2] for t in transforms], np.float32)  # original -> input (x, y, x, y)
-        resized = [(round(t.orig_size[0] * t.scale_yx[0]), round(t.orig_size[1] * t.scale_yx[1])) for t in transforms]
-        _check_against_eager(model, [out[0] * scale, *out[1:]], x, clip_hw=resized)
+        _check_against_eager(model, run(x.numpy(), hw), x, orig_hw=hw)
 
 
 def _runner(path, runtime):
