@@ -349,10 +349,11 @@ def deta_metadata(ex: DETAExport, cfg) -> dict:
 
 def export_deta(model, cfg, size, out_dir: str, *, fmt: str = "onnx", batch="dynamic", fp16: bool = False,
                 opset: Optional[int] = None, orig_size: bool = False, max_dets: int = 100,
-                name: Optional[str] = None, **export_options) -> str:
+                name: Optional[str] = None, source: Optional[dict] = None, **export_options) -> str:
     """Wrap, export and check a built DETA; returns the artefact path (metadata JSON beside it).
 
-    ``export_options`` go to :class:`DETAExport` (``pre_topk``, NMS iterations, ``with_raw``).
+    ``source``: provenance entries added to the metadata (config, weights hash). ``export_options`` go to
+    :class:`DETAExport` (``pre_topk``, NMS iterations, ``with_raw``).
     """
     from .artefact import export_artefact
 
@@ -360,5 +361,5 @@ def export_deta(model, cfg, size, out_dir: str, *, fmt: str = "onnx", batch="dyn
     name = name or f"deta_{ex.size[0]}x{ex.size[1]}_{'fp16' if fp16 else 'fp32'}"
     extra = [("orig_hw", torch.tensor(ex.size, dtype=torch.int64))] if orig_size else []
     return export_artefact(ex, out_dir, name, size=ex.size, output_names=ex.output_names,
-                           metadata=deta_metadata(ex, cfg), fmt=fmt, batch=batch, opset=opset or DETA_OPSET,
-                           extra_inputs=extra)
+                           metadata={**deta_metadata(ex, cfg), **(source or {})}, fmt=fmt, batch=batch,
+                           opset=opset or DETA_OPSET, extra_inputs=extra)

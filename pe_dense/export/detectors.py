@@ -55,18 +55,17 @@ def export_detector(config_path: str, checkpoint: Optional[str], size: Tuple[int
                     name: Optional[str] = None) -> str:
     """Build, export and check a detector config; returns the artefact path (metadata JSON beside it)."""
     import importlib
-    import inspect
     import os
+
+    from pe_dense.features.store import sha256_file
 
     model, cfg = build_detector(config_path, checkpoint, cfg_options)
     module, func = EXPORTERS[cfg.model.type]
-    try:
-        exporter = getattr(importlib.import_module(module), func)
-    except (ImportError, AttributeError) as e:
-        raise NotImplementedError(f"{cfg.model.type} export needs {module}.{func}, which this installation lacks "
-                                  f"({e}): update pe_dense") from e
+    exporter = getattr(importlib.import_module(module), func)
     name = name or "{}_{}x{}_{}".format(os.path.splitext(os.path.basename(config_path))[0], size[0], size[1],
                                         "fp16" if fp16 else "fp32")
-    named = {"name": name} if "name" in inspect.signature(exporter).parameters else {}
+    # provenance in the artefact's metadata: which weights and which config made it
+    source = {"config": os.path.basename(config_path),
+              "weights": ("sha256:" + sha256_file(checkpoint)) if checkpoint else "random-init (no checkpoint given)"}
     return exporter(model, cfg, tuple(size), out_dir, fmt=fmt, batch=batch, fp16=fp16, opset=opset,
-                    orig_size=orig_size, max_dets=max_dets, **named)
+                    orig_size=orig_size, max_dets=max_dets, name=name, source=source)

@@ -301,10 +301,11 @@ def detector_metadata(model, cfg, size, *, orig_size: bool, fp16: bool, task: st
 
 def export_mask_rcnn(model, cfg, size, out_dir: str, *, fmt: str = "onnx", batch="dynamic", fp16: bool = False,
                      opset: Optional[int] = None, orig_size: bool = False, max_dets: int = 100,
-                     name: Optional[str] = None, **export_options) -> str:
+                     name: Optional[str] = None, source: Optional[dict] = None, **export_options) -> str:
     """Wrap, export and check a built Mask R-CNN; returns the artefact path (metadata JSON beside it).
 
-    ``export_options`` go to :class:`MaskRCNNExport` (``rcnn_pre_topk``, NMS iterations).
+    ``source``: provenance entries added to the metadata (config, weights hash). ``export_options`` go to
+    :class:`MaskRCNNExport` (``rcnn_pre_topk``, NMS iterations).
     """
     from .artefact import export_artefact
 
@@ -316,7 +317,7 @@ def export_mask_rcnn(model, cfg, size, out_dir: str, *, fmt: str = "onnx", batch
                 mask_format="RoI-resolution probabilities inside each box; paste with pe_dense.deploy.paste_masks",
                 rpn_nms_iterations=wrapped.rpn_nms_iterations, rcnn_nms_iterations=wrapped.rcnn_nms_iterations,
                 rcnn_pre_topk=wrapped.rcnn_pre_topk, num_proposals=wrapped.num_proposals,
-                mask_threshold=float(model.test_cfg.rcnn.get("mask_thr_binary", 0.5)))
+                mask_threshold=float(model.test_cfg.rcnn.get("mask_thr_binary", 0.5)), **(source or {}))
     name = name or f"mask_rcnn_{size[0]}x{size[1]}_{'fp16' if fp16 else 'fp32'}"
     extra = [("orig_hw", torch.tensor([size[0], size[1]], dtype=torch.int64))] if orig_size else []
     return export_artefact(wrapped, out_dir, name, size=wrapped.size, output_names=wrapped.output_names,

@@ -69,6 +69,10 @@ def test_cli_exports_the_mask_rcnn_demo_config():
     meta = json.loads(open(path[:-5] + ".json").read())
     assert meta["task"] == "instance-segmentation" and meta["input_shape"] == ["batch", 3, *SIZE]
     assert meta["outputs"]["boxes"] == ["batch", MAX_DETS, 4] and meta["box_format"] == "xyxy"
+    # provenance: the config and the hash of the checkpoint the artefact was made from
+    from pe_dense.features.store import sha256_file
+    assert meta["config"] == "mask_rcnn_pe_t16_demo.py"
+    assert meta["weights"] == "sha256:" + sha256_file(os.path.join(out, "tiny.pth"))
 
 
 @pytest.mark.parametrize("args, message", [
