@@ -29,16 +29,18 @@ def pairwise_iou(boxes: Tensor) -> Tensor:
 
 
 def nms_keep_sorted(boxes: Tensor, groups: Tensor, valid: Tensor, iou_threshold: float,
-                    iterations: Optional[int] = None) -> Tensor:
+                    iterations: Optional[int] = None, iou: Optional[Tensor] = None) -> Tensor:
     """Greedy NMS on candidates already sorted by decreasing score: (B, N) bool, True = kept.
 
     Boxes suppress only boxes of the same group (class-wise NMS) ranked below them, when IoU > threshold
-    (strictly, as mmcv); invalid candidates are never kept and suppress nothing.
+    (strictly, as mmcv); invalid candidates are never kept and suppress nothing. ``iou``: the (B, N, N) IoU
+    matrix when the caller has a cheaper way to it than from ``boxes``.
     """
     n = boxes.shape[1]
     above = torch.ones(n, n, dtype=torch.bool, device=boxes.device).triu(1)  # [i, j]: i ranked above j
     same = groups[:, :, None] == groups[:, None, :]
-    suppresses = (pairwise_iou(boxes) > iou_threshold) & same & above & valid[:, :, None]
+    iou = pairwise_iou(boxes) if iou is None else iou
+    suppresses = (iou > iou_threshold) & same & above & valid[:, :, None]
     keep = valid
     for _ in range(n if iterations is None else iterations):
         keep = valid & ~(suppresses & keep[:, :, None]).any(dim=1)
@@ -70,7 +72,11 @@ def detections_from_queries(cls_logits: Tensor, boxes: Tensor, max_dets: int = 1
     labels = pair % c
     query = torch.div(pair, c, rounding_mode="floor")
     cand = torch.gather(boxes, 1, query[..., None].expand(b, p, 4))
-    keep = nms_keep_sorted(cand.float(), labels, scores > score_thr, iou_threshold, iterations)
+    # candidates are (query, class) pairs sharing the Q query boxes: the Q x Q IoU gathered to P x P costs two
+    # gathers instead of the IoU arithmetic on P x P (P = 1000+, Q = 100-900)
+    iou_q = pairwise_iou(boxes.float())
+    iou = torch.gather(torch.gather(iou_q, 1, query[..., None].expand(b, p, q)), 2, query[:, None, :].expand(b, p, p))
+    keep = nms_keep_sorted(cand.float(), labels, scores > score_thr, iou_threshold, iterations, iou=iou)
     k = min(max_dets, p)
     idx, num = first_k_kept(keep, k)
     filled = torch.arange(k, device=idx.device)[None] < num[:, None]
@@ -101,20 +107,24 @@ def select_queries_fixed(scores: Tensor, boxes: Tensor, level_sizes: Tuple[int, 
         raise ValueError(f"level sizes {level_sizes} (sum {sum(level_sizes)}) must cover the {n} proposals, and "
                          f"{num_queries} queries need at least as many proposals")
     scores = scores.float()
-    cand, start = [], 0
+    cand, keep, start = [], [], 0
     for size in level_sizes:
-        cand.append(scores[:, start:start + size].topk(min(pre_nms_topk, size), dim=1).indices + start)
+        pos = scores[:, start:start + size].topk(min(pre_nms_topk, size), dim=1).indices + start
+        # NMS within the level, one level at a time: the IoU matrix's blocks between levels (which never
+        # suppress each other) are never computed, 5x less work than one NMS over all levels at recipe sizes
+        level_boxes = torch.gather(boxes.float(), 1, pos[..., None].expand(*pos.shape, 4))
+        keep.append(nms_keep_sorted(level_boxes, torch.zeros_like(pos), torch.ones_like(pos, dtype=torch.bool),
+                                    nms_iou, iterations))
+        cand.append(pos)
         start += size
-    cand = torch.cat(cand, 1)  # (B, M) positions, M a constant
+    cand, keep = torch.cat(cand, 1), torch.cat(keep, 1)  # (B, M) positions, M a constant
     # the level of each position as a literal constant, gathered along a flat index: repeat_interleave and 2-D
     # advanced indexing export as constant-shape ops (Range, GatherND) that OpenVINO 2026.4's CPU plugin cannot
     # compile ("Can not create StaticMemory object")
     level_of = torch.tensor([lvl for lvl, size in enumerate(level_sizes) for _ in range(size)], device=scores.device)
     order = torch.gather(scores, 1, cand).topk(cand.shape[1], dim=1).indices  # all candidates by score
-    cand = torch.gather(cand, 1, order)
+    cand, keep = torch.gather(cand, 1, order), torch.gather(keep, 1, order)
     levels = level_of[cand.flatten()].view(cand.shape)
-    cand_boxes = torch.gather(boxes.float(), 1, cand[..., None].expand(*cand.shape, 4))
-    keep = nms_keep_sorted(cand_boxes, levels, torch.ones_like(cand, dtype=torch.bool), nms_iou, iterations)
     onehot = (levels[..., None] == torch.arange(len(level_sizes), device=levels.device)) & keep[..., None]
     rank_in_level = (onehot.to(torch.int64).cumsum(1) * onehot).sum(-1) - 1
     chosen = keep & (rank_in_level < num_queries // len(level_sizes))

@@ -2,8 +2,8 @@
 ``labels [B,K]`` (int64), ``num_dets [B]`` and ``masks [B,K,28,28]`` (RoI-resolution probabilities) out.
 
 The eager model's data-dependent steps are rewritten at fixed size and checked against it (tests/export):
-- RPN: per level the best ``nms_pre`` anchors (top-k), decoded; all ranked together, NMS within each level
-  (mmdet's ``batched_nms`` over level ids) with :func:`.fixed_nms.nms_keep_sorted`, the best ``max_per_img``
+- RPN: per level the best ``nms_pre`` anchors (top-k), decoded, NMS within the level (mmdet's ``batched_nms``
+  over level ids) with :func:`.fixed_nms.nms_keep_sorted`; all levels ranked together, the best ``max_per_img``
   survivors; slots past the survivors are invalid proposals whose detections score 0.
 - RoI pooling: mmdet assigns each RoI to one level and pools only there (``nonzero``); here every level pools
   every RoI and the level map selects (4x the pooling, no data-dependent shape). The pooling is torchvision's
@@ -164,8 +164,6 @@ class MaskRCNNExport(nn.Module):
         nms_pre = int(rpn.get("nms_pre", -1))
         self.level_topk = [len(a) if not 0 < nms_pre < len(a) else nms_pre for a in anchors]
         self.num_proposals = min(int(rpn.get("max_per_img", 1000)), sum(self.level_topk))
-        levels = torch.cat([torch.full((k,), lvl) for lvl, k in enumerate(self.level_topk)])
-        self.register_buffer("candidate_levels", levels, persistent=False)
         self.rcnn_pre_topk = min(int(rcnn_pre_topk), self.num_proposals * self.num_classes)
         with torch.no_grad():
             pooled = self.mask_extractor.roi_layers[0].output_size
@@ -186,7 +184,7 @@ class MaskRCNNExport(nn.Module):
         """(B, R, 4) proposals sorted by score and (B, R) validity (mmdet's ``RPNHead.predict_by_feat``)."""
         cls_scores, bbox_preds = self.rpn_head(feats)
         b = feats[0].shape[0]
-        level_boxes, level_scores, level_valid = [], [], []
+        level_boxes, level_scores, level_keep = [], [], []
         for lvl, (cls, reg) in enumerate(zip(cls_scores, bbox_preds)):
             scores = cls.permute(0, 2, 3, 1).reshape(b, -1).sigmoid()  # (h, w, anchor) order, as mmdet
             deltas = reg.permute(0, 2, 3, 1).reshape(b, -1, 4)
@@ -194,19 +192,23 @@ class MaskRCNNExport(nn.Module):
             anchors = getattr(self, f"anchors_{lvl}")[idx]
             deltas = torch.gather(deltas, 1, idx[..., None].expand(-1, -1, 4))
             boxes = decode(self.rpn_head.bbox_coder, anchors, deltas, hw)
-            level_boxes.append(boxes)
-            level_scores.append(scores)
             if self.min_bbox_size >= 0:
                 wh = boxes[..., 2:] - boxes[..., :2]
-                level_valid.append((wh[..., 0] > self.min_bbox_size) & (wh[..., 1] > self.min_bbox_size))
+                valid = (wh[..., 0] > self.min_bbox_size) & (wh[..., 1] > self.min_bbox_size)
             else:
-                level_valid.append(torch.ones_like(scores, dtype=torch.bool))
-        # all levels ranked together, NMS only within a level (mmdet: batched_nms over level ids)
+                valid = torch.ones_like(scores, dtype=torch.bool)
+            # NMS only within a level (mmdet: batched_nms over level ids), so one level at a time: the same
+            # answer as one NMS over all levels with level groups, with the IoU matrix's off-diagonal blocks
+            # (boxes of different levels, which never suppress each other) never computed
+            keep = nms_keep_sorted(boxes, torch.zeros_like(idx), valid, self.rpn_iou,
+                                   min(self.rpn_nms_iterations, idx.shape[1]))
+            level_boxes.append(boxes)
+            level_scores.append(scores)
+            level_keep.append(keep)
+        # all levels ranked together, the best num_proposals survivors
         scores, order = torch.cat(level_scores, 1).topk(sum(self.level_topk), dim=1)
         boxes = torch.gather(torch.cat(level_boxes, 1), 1, order[..., None].expand(-1, -1, 4))
-        valid = torch.gather(torch.cat(level_valid, 1), 1, order)
-        levels = self.candidate_levels[order]
-        keep = nms_keep_sorted(boxes, levels, valid, self.rpn_iou, min(self.rpn_nms_iterations, order.shape[1]))
+        keep = torch.gather(torch.cat(level_keep, 1), 1, order)
         idx, num = first_k_kept(keep, self.num_proposals)
         boxes = torch.gather(boxes, 1, idx[..., None].expand(-1, -1, 4))
         return boxes, torch.arange(self.num_proposals, device=idx.device)[None] < num[:, None]
