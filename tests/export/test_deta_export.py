@@ -255,3 +255,23 @@ def test_fp16_keeps_norms_in_fp32_and_the_pyramid_close(small_deta):
         assert g.dtype == torch.float32
         rel = float((r - g).abs().max() / r.abs().max())
         assert 0 < rel < 1e-2
+
+
+@pytest.mark.slow
+def test_torch_export_format_equals_the_wrapper(small_deta, tmp_path):
+    """--format torch-export: the saved ExportedProgram (orig_size, two inputs) loads and gives the wrapper's
+    outputs on the letterboxed photos."""
+    from pe_dense.export.deta import DETAExport, export_deta
+
+    model, cfg = small_deta
+    path = export_deta(model, cfg, FAST_SIZE, str(tmp_path), fmt="torch-export", max_dets=MAX_DETS, orig_size=True)
+    meta = dict(input_size=list(FAST_SIZE), resize=dict(mode="letterbox", pad_value=[0.5] * 3),
+                normalisation=dict(scale=1 / 255, mean=[0.5] * 3, std=[0.5] * 3))
+    imgs = photos()[:2]
+    x, hw = _inputs(meta, imgs), torch.tensor([im.shape[:2] for im in imgs])
+    with torch.no_grad():
+        got = torch.export.load(path).module()(x, hw)
+        want = DETAExport(model, FAST_SIZE, max_dets=MAX_DETS, orig_size=True)(x, hw)
+    assert int(want[3].min()) > 0  # detections to compare
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
