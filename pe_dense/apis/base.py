@@ -8,6 +8,7 @@ default), a checkpoint that does not fit the config is an error (mmengine only w
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Iterator, List, Optional, Tuple
 
@@ -15,6 +16,8 @@ import torch
 
 from .inputs import normalise_inputs, pipeline_item
 from .precision import cast_weights, resolve_dtype
+
+logger = logging.getLogger(__name__)
 
 
 def load_config(config: Any, cfg_options: Optional[dict] = None):
@@ -75,6 +78,9 @@ class MMPredictor:
         self.model = self._inferencer.model
         if checkpoint is not None:
             check_checkpoint_fits(self.model, checkpoint)
+        else:  # the model's own random init: some parameters (DETA's level_embed) are uninitialised memory until then
+            logger.warning("no checkpoint: %s runs with random weights", type(self.model).__name__)
+            self.model.init_weights()
         cast_weights(self.model, self.dtype)
         self.dataset_meta = dict(self.model.dataset_meta)
 

@@ -31,6 +31,11 @@ def random_checkpoint(config: str, options: dict, path: str, seed: int = 0) -> s
     registry = __import__(f"{scope}.registry", fromlist=["MODELS"]).MODELS
     torch.manual_seed(seed)
     model = registry.build(cfg.model)  # torch's default init (init_weights would zero DETA's box deltas)
+    # ... except mmdet's DeformableDETR.level_embed, made with torch.Tensor(n, c) and set only by init_weights:
+    # left alone it holds whatever memory it was given, sometimes NaN (seen: NaN scores on a fresh clone)
+    if hasattr(model, "level_embed"):
+        torch.nn.init.normal_(model.level_embed)
+    assert all(p.isfinite().all() for p in model.parameters()), f"{config}: non-finite random weights"
     torch.save({"state_dict": model.state_dict(), "meta": {}}, path)
     return path
 

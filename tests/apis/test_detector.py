@@ -141,3 +141,15 @@ def test_empty_detections_give_empty_coco():
                        masks=np.zeros((0, 5, 7), bool), image_size=(5, 7))
     assert empty.to_coco(3) == [] and len(empty.above(0.5)) == 0
     assert empty.draw(image=np.zeros((5, 7, 3), np.uint8)).shape == (5, 7, 3)
+
+
+def test_no_checkpoint_means_the_models_own_random_init(demo_coco, caplog):
+    """checkpoint=None runs init_weights: mmdet's DETA level_embed is otherwise uninitialised memory (NaN scores
+    on some runs); it gets init_weights' normal(0, 1) and every weight is finite."""
+    from pe_dense.apis import Detector
+
+    with caplog.at_level("WARNING"):
+        det = Detector(DETA, None, cfg_options={"data_root": demo_coco + "/"})
+    assert "random weights" in caplog.text
+    assert 0.5 < float(det.model.level_embed.std()) < 1.5
+    assert all(bool(p.isfinite().all()) for p in det.model.parameters())
