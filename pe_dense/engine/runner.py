@@ -7,6 +7,7 @@ weights-only default (:func:`allow_mmengine_checkpoint_types`).
 """
 from __future__ import annotations
 
+import itertools
 import os
 import os.path as osp
 from contextlib import contextmanager
@@ -139,6 +140,19 @@ def pick_threads(requested: Optional[int] = None) -> Optional[int]:
     return 1 if busy else None
 
 
+_RUNNERS_BUILT = itertools.count(1)
+
+
+def _name_later_runs(cfg: Config) -> None:
+    """mmengine names a run's logger, message hub, visualizer and default scope ``<config>_<timestamp>`` (seconds)
+    and hands back the existing instance for a name it has seen: a second runner built in the same process within
+    the same second would log through the first one's handlers (its log file, a stream since closed) and take its
+    scope. The first runner keeps mmengine's name; later ones get ``<config>_run<n>`` (the same on every rank)."""
+    n = next(_RUNNERS_BUILT)
+    if n > 1 and not cfg.get("experiment_name"):
+        cfg.experiment_name = f"{osp.splitext(osp.basename(cfg.filename or 'config'))[0]}_run{n}"
+
+
 def build_runner(cfg: Config):
     """Runner (or the config's ``runner_type``) from a finished config; mmengine checkpoints made loadable."""
     from mmdet.utils import setup_cache_size_limit_of_dynamo
@@ -150,6 +164,7 @@ def build_runner(cfg: Config):
     check_data_root(cfg)
     setup_distributed(cfg)  # our process group (gloo without GPUs) before mmengine's CUDA-only init_dist
     check_resume_checkpoint(cfg)  # a truncated checkpoint is named with the one to resume from instead
+    _name_later_runs(cfg)
     if "runner_type" in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
