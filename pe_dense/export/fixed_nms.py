@@ -28,19 +28,20 @@ def pairwise_iou(boxes: Tensor) -> Tensor:
     return torch.where(union > 0, inter / union.clamp(min=torch.finfo(boxes.dtype).tiny), torch.zeros_like(inter))
 
 
-def nms_keep_sorted(boxes: Tensor, groups: Tensor, valid: Tensor, iou_threshold: float,
+def nms_keep_sorted(boxes: Tensor, groups: Optional[Tensor], valid: Tensor, iou_threshold: float,
                     iterations: Optional[int] = None, iou: Optional[Tensor] = None) -> Tensor:
     """Greedy NMS on candidates already sorted by decreasing score: (B, N) bool, True = kept.
 
-    Boxes suppress only boxes of the same group (class-wise NMS) ranked below them, when IoU > threshold
-    (strictly, as mmcv); invalid candidates are never kept and suppress nothing. ``iou``: the (B, N, N) IoU
-    matrix when the caller has a cheaper way to it than from ``boxes``.
+    Boxes suppress only boxes of the same group (class-wise NMS; ``groups=None``: one group) ranked below them,
+    when IoU > threshold (strictly, as mmcv); invalid candidates are never kept and suppress nothing. ``iou``: the
+    (B, N, N) IoU matrix when the caller has a cheaper way to it than from ``boxes``.
     """
     n = boxes.shape[1]
     above = torch.ones(n, n, dtype=torch.bool, device=boxes.device).triu(1)  # [i, j]: i ranked above j
-    same = groups[:, :, None] == groups[:, None, :]
     iou = pairwise_iou(boxes) if iou is None else iou
-    suppresses = (iou > iou_threshold) & same & above & valid[:, :, None]
+    suppresses = (iou > iou_threshold) & above & valid[:, :, None]
+    if groups is not None:
+        suppresses = suppresses & (groups[:, :, None] == groups[:, None, :])
     keep = valid
     for _ in range(n if iterations is None else iterations):
         keep = valid & ~(suppresses & keep[:, :, None]).any(dim=1)
@@ -113,8 +114,7 @@ def select_queries_fixed(scores: Tensor, boxes: Tensor, level_sizes: Tuple[int, 
         # NMS within the level, one level at a time: the IoU matrix's blocks between levels (which never
         # suppress each other) are never computed, 5x less work than one NMS over all levels at recipe sizes
         level_boxes = torch.gather(boxes.float(), 1, pos[..., None].expand(*pos.shape, 4))
-        keep.append(nms_keep_sorted(level_boxes, torch.zeros_like(pos), torch.ones_like(pos, dtype=torch.bool),
-                                    nms_iou, iterations))
+        keep.append(nms_keep_sorted(level_boxes, None, torch.ones_like(pos, dtype=torch.bool), nms_iou, iterations))
         cand.append(pos)
         start += size
     cand, keep = torch.cat(cand, 1), torch.cat(keep, 1)  # (B, M) positions, M a constant

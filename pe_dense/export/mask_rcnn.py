@@ -200,7 +200,7 @@ class MaskRCNNExport(nn.Module):
             # NMS only within a level (mmdet: batched_nms over level ids), so one level at a time: the same
             # answer as one NMS over all levels with level groups, with the IoU matrix's off-diagonal blocks
             # (boxes of different levels, which never suppress each other) never computed
-            keep = nms_keep_sorted(boxes, torch.zeros_like(idx), valid, self.rpn_iou,
+            keep = nms_keep_sorted(boxes, None, valid, self.rpn_iou,
                                    min(self.rpn_nms_iterations, idx.shape[1]))
             level_boxes.append(boxes)
             level_scores.append(scores)
